@@ -1,0 +1,1 @@
+"""Tools an environment runs for the model: a sandboxed interpreter and search backends."""
