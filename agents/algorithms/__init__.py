@@ -1,0 +1,1 @@
+"""Pure loss and advantage functions (tensors in, tensors out)."""

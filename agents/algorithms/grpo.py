@@ -1,0 +1,125 @@
+"""GRPO: group-relative advantages and the clipped policy loss with a k3 KL penalty.
+
+Shapes: B = completions in the batch (prompts × group size G), T = completion tokens
+(right-padded; ``mask`` marks the model's own tokens). Everything is a pure function.
+
+The objective (per token t of completion i, A_i its advantage, r = exp(logp - old_logp)):
+
+    loss_it = -min(r·A_i, clip(r, 1-ε_low, 1+ε_high)·A_i) + β·kl_it
+    kl_it   = exp(ref - logp) - (ref - logp) - 1          (k3, always >= 0)
+
+and the per-token losses are aggregated by one of ``AGGREGATIONS``. With one inner epoch the
+ratio is 1 and clipping is inactive, which is the paper's setting (paper.md §3.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "dr-grpo")
+
+
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, scale: bool = True, eps: float = 1e-4
+) -> torch.Tensor:
+    """Advantages relative to the group: ``(R - mean_g) / (std_g + eps)``, or unscaled.
+
+    rewards: (B,) with B = n_groups * group_size, groups contiguous. ``scale=False`` gives
+    Dr. GRPO's unscaled ``R - mean_g``. The std is the unbiased one, as in the paper's trainer.
+    Returns (B,).
+    """
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(
+            f"rewards must be 1-D with a multiple of group_size={group_size} entries, "
+            f"got shape {tuple(rewards.shape)}"
+        )
+    grouped = rewards.view(-1, group_size)  # (n_groups, G)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    if scale:
+        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(centred)
+        centred = centred / (std + eps)
+    return centred.reshape(-1)
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """The k3 estimator of KL(π‖π_ref) per token: exp(ref-logp) - (ref-logp) - 1. (B,T)."""
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1
+
+
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, how: str, max_tokens: int | None = None):
+    """Reduce (B,T) per-token values to a scalar.
+
+    - ``token-mean``: every unmasked token in the batch weighs the same;
+    - ``seq-mean-token-mean``: the mean over each sequence, then over sequences (the paper);
+    - ``dr-grpo``: the sum divided by a constant ``B * max_tokens`` (no length bias).
+    """
+    mask = mask.to(per_token.dtype)
+    if how == "token-mean":
+        return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    if how == "seq-mean-token-mean":
+        per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (B,)
+        return per_seq.mean()
+    if how == "dr-grpo":
+        denom = per_token.shape[0] * (max_tokens if max_tokens is not None else per_token.shape[1])
+        return (per_token * mask).sum() / denom
+    raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {how!r}")
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor  # scalar, differentiable
+    policy_loss: float  # the surrogate part, aggregated
+    kl: float  # mean k3 KL over model tokens
+    clip_fraction: float  # share of model tokens where the clipped term was active
+    ratio_mean: float
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor | None = None,
+    beta: float = 0.04,
+    clip_low: float = 0.2,
+    clip_high: float | None = None,
+    aggregation: str = "seq-mean-token-mean",
+    max_tokens: int | None = None,
+) -> LossOutput:
+    """The clipped GRPO surrogate plus β·k3 KL, aggregated over model tokens.
+
+    logp, old_logp, ref_logp, mask: (B,T); advantages: (B,). ``old_logp`` are the sampling
+    log-probs (detached); ``ref_logp`` the frozen reference's (needed when ``beta > 0``).
+    """
+    if beta > 0 and ref_logp is None:
+        raise ValueError("beta > 0 needs ref_logp (the reference model's log-probs)")
+    clip_high = clip_low if clip_high is None else clip_high
+    mask_f = mask.to(logp.dtype)
+    ratio = torch.exp(logp - old_logp.detach())  # (B,T)
+    adv = advantages.detach().unsqueeze(1)  # (B,1)
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv
+    surrogate = -torch.minimum(unclipped, clipped)  # (B,T)
+    per_token = surrogate
+    kl_mean = 0.0
+    if ref_logp is not None:
+        kl = k3_kl(logp, ref_logp.detach())  # (B,T)
+        if beta > 0:
+            per_token = per_token + beta * kl
+        kl_mean = float((kl * mask_f).sum() / mask_f.sum().clamp(min=1))
+    loss = aggregate(per_token, mask, aggregation, max_tokens)
+    with torch.no_grad():
+        n = mask_f.sum().clamp(min=1)
+        clip_frac = float(((clipped < unclipped).to(logp.dtype) * mask_f).sum() / n)
+        ratio_mean = float((ratio * mask_f).sum() / n)
+        pol = float(aggregate(surrogate, mask, aggregation, max_tokens))
+    return LossOutput(loss, pol, kl_mean, clip_frac, ratio_mean)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-token entropy of the categorical distribution: (B,T,V) -> (B,T). For logging."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
