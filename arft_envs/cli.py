@@ -1,0 +1,146 @@
+"""The torch-free ``arft`` subcommands: ``envs``, ``score`` and ``play``.
+
+``agents.cli`` owns the ``arft`` entry point and delegates these here, so scoring a file or
+playing an environment never needs torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_env_commands(subparsers) -> None:
+    """Register ``envs``, ``score`` and ``play`` on an argparse subparsers object."""
+    p = subparsers.add_parser("envs", help="list the registered environments")
+    p.set_defaults(func=cmd_envs)
+
+    p = subparsers.add_parser("score", help="score a prediction file with the paper's metric")
+    p.add_argument("file", help="JSON list of {pred_answer, gt, ...} items")
+    p.add_argument("--benchmark", required=True, choices=["mat-search", "mat-coding", "multihop"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_score)
+
+    p = subparsers.add_parser("play", help="play an environment by hand or with the expert")
+    p.add_argument("env_id")
+    p.add_argument("--expert", action="store_true", help="let the scripted expert act")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", help="write the episodes as an HTML page here")
+    p.add_argument(
+        "--env-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for gym.make (value parsed as JSON when possible)",
+    )
+    p.set_defaults(func=cmd_play)
+
+
+def parse_env_args(pairs: list[str]) -> dict:
+    """``["k=v", …]`` → kwargs; values are JSON when they parse, else strings."""
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--env-arg expects KEY=VALUE, got {pair!r}")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs
+
+
+def cmd_envs(args) -> int:
+    import gymnasium as gym
+
+    import arft_envs
+
+    for env_id in sorted(arft_envs.ENV_SPECS):
+        entry = gym.spec(env_id).entry_point
+        module, _, name = entry.partition(":")
+        try:
+            cls = getattr(__import__(module, fromlist=[name]), name)
+            doc = (cls.__doc__ or "").split("## Description", 1)[-1].strip().split("\n")[0]
+        except ImportError as err:
+            doc = f"(unavailable: {err})"
+        print(f"{env_id:<22} {doc}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from arft_envs.scoring import PredictionFileError, score_file
+
+    try:
+        score = score_file(args.file, args.benchmark)
+    except PredictionFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(score.to_dict(), indent=2))
+    else:
+        print(f"{Path(args.file).name} ({args.benchmark}, ×100)")
+        print(score.format())
+    return 0
+
+
+def cmd_play(args) -> int:
+    import gymnasium as gym
+
+    import arft_envs  # noqa: F401
+    from arft_envs.report import play_episode, write_report
+
+    env = gym.make(args.env_id, render_mode="ansi", **parse_env_args(args.env_arg))
+    if args.expert:
+        from arft_envs.experts import ScriptedExpert
+
+        policy = ScriptedExpert()
+    else:
+        policy = _human_policy
+    records = []
+    for episode in range(args.episodes):
+        record = play_episode(env, _echo(policy), seed=args.seed + episode)
+        info = record.info
+        print(
+            f"episode {episode}: return {sum(record.rewards):.2f} in {info['turns']} turns; "
+            f"answer={info['answer']!r} golds={info['golds']} f1={info['f1']:.2f}"
+        )
+        records.append(record)
+    if args.report:
+        print(f"wrote {write_report(args.report, records, title=f'arft play {args.env_id}')}")
+    env.close()
+    return 0
+
+
+def _echo(policy):
+    def act(obs, env):
+        last = obs["messages"][-1]
+        images = sum(1 for p in last["content"] if p["type"] == "image")
+        text = "".join(p["text"] for p in last["content"] if p["type"] == "text")
+        tag = f" [+{images} image(s)]" if images else ""
+        print(f"\n--- {last['role']}{tag}\n{text[-2000:]}")
+        action = policy(obs, env)
+        print(f"--- assistant\n{action}")
+        return action
+
+    return act
+
+
+def _human_policy(obs, env) -> str:
+    print("\nYour turn (end with an empty line):")
+    lines = []
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        lines.append(line.rstrip("\n"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A torch-free ``arft`` with only the env commands (used when agents is unavailable)."""
+    parser = argparse.ArgumentParser(prog="arft")
+    add_env_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
