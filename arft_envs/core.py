@@ -68,6 +68,7 @@ class AgenticEnv(gym.Env[dict, str]):
         mode: str = "agent",
         max_action_length: int = 16384,
         max_image_side: int = 4096,
+        share_images: bool = False,
         render_mode: str | None = None,
     ):
         if reward_mode not in REWARD_MODES:
@@ -91,6 +92,7 @@ class AgenticEnv(gym.Env[dict, str]):
         self.on_format_error = on_format_error
         self.mode = mode
         self.render_mode = render_mode
+        self.share_images = bool(share_images)
         self.action_space = Utf8Text(max_action_length)
         self.observation_space = Conversation(
             max_messages=3 + 2 * self.max_turns,
@@ -247,7 +249,21 @@ class AgenticEnv(gym.Env[dict, str]):
         self._messages.append(message("tool", *parts))
 
     def _observation(self) -> dict:
-        return {"messages": tuple(self._messages), "images": tuple(self._images)}
+        """A fresh observation: users may keep or modify it without touching the env's state.
+
+        With ``share_images=True`` the image arrays are the env's own read-only arrays, the
+        same objects from turn to turn (no copy; what a trainer keeping its own history wants).
+        Gymnasium's ``check_env`` requires fresh data, hence the copy by default.
+        """
+        messages = tuple(
+            {"role": m["role"], "content": tuple(dict(p) for p in m["content"])}
+            for m in self._messages
+        )
+        if self.share_images:
+            images = tuple(self._images)
+        else:
+            images = tuple(image.copy() for image in self._images)
+        return {"messages": messages, "images": images}
 
 
 def _kind(parsed: ToolCall | Answer | FormatError) -> str:

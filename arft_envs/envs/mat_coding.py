@@ -1,0 +1,286 @@
+"""MATCoding-v0: repair a degraded image with OpenCV code, then answer a question about it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arft_envs.actions import Answer, ToolCall, parse_problem_set
+from arft_envs.core import AgenticEnv, ToolOutcome
+from arft_envs.prompts import CODING_SYSTEM_PROMPT, CODING_TIPS
+from arft_envs.rewards import (
+    PROBLEM_TYPES,
+    code_reward,
+    coding_accuracy_reward,
+    f1_set,
+    format_reward,
+    problem_reward,
+    step_kind,
+)
+from arft_envs.spaces import image_part, message, text_part
+from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
+
+INPUT_NAME = "path_to_input_image.jpg"
+OUTPUT_NAME = "path_to_output_image.jpg"
+
+
+class MATCodingEnv(AgenticEnv):
+    """
+    ## Description
+    The agentic coding task of Visual-ARFT (MAT-Coding). Each task is an image that may be
+    degraded (rotated by 90° or 180°, too dark, over-exposed, blurred, noisy, or needing a
+    crop to a region named by a 0–1000 bounding box; the hard split combines a rotation with
+    one other problem) and a question about its content. The agent diagnoses the problem in
+    ``<problem>``, writes OpenCV code in ``<code>`` that reads ``path_to_input_image.jpg`` and
+    writes ``path_to_output_image.jpg``, and answers in ``<answer>``. The code **really runs**,
+    in an isolated sandbox, and the image it writes becomes the newest image of the
+    conversation. By default tasks come from an unlimited, seeded synthetic generator, so the
+    env works offline; ``data=PATH`` loads the official MAT-Coding benchmark.
+
+    ## Action Space
+    ``Utf8Text(max_action_length)``: one assistant turn, an optional ``<think>…</think>``
+    followed by exactly one of ``<problem>{'…', …}</problem>``, ``<code>…</code>`` (a fenced
+    ```` ```python ```` block inside is allowed) or ``<answer>…</answer>``.
+
+    ## Observation Space
+    ``Conversation``: ``{"messages": (message, …), "images": (uint8 H×W×3, …)}`` — the system
+    prompt, the user's image and question, then each assistant turn and the tool's reply
+    (text, and the image the code wrote). Image parts point into ``images`` by index.
+
+    ## Rewards
+    The paper's rewards, each step's reward the sum of ``info["reward_components"]``:
+    - ``<problem>``: ``format`` (0/1, the paper's strict pattern) + ``problem`` (1 for the
+      exact set, 0.5 for only the rotation of a rotation+X pair, else 0);
+    - ``<code>``: ``format`` + ``code`` — in ``reward_mode="live"`` 1 when the code ran and
+      wrote an image, in ``"paper"`` the constant 0.9;
+    - ``<answer>``: ``format`` + ``answer`` (token-set F1 against the gold answers).
+    Each kind of step earns its reward once per episode (as in the paper's one-row-per-step
+    training data); the code reward is earned by the first run that writes an image. A step
+    the gold trajectory does not contain (code for an undegraded image) earns 0. The maximum
+    return is therefore 6 (live) or 5.9 (paper) with a code step, and 4 without.
+    A format error earns 0 and the tool replies with what was wrong.
+
+    ## Starting State
+    A task drawn with ``np_random`` (or ``reset(options={"task_id": …})``).
+
+    ## Episode End
+    Terminated on ``<answer>`` (or on a format error with ``on_format_error="terminate"``);
+    truncated after ``max_turns`` turns (default 5). The final ``info`` holds ``answer``,
+    ``golds``, ``f1`` and ``em`` (the paper's Chinese-aware metric).
+
+    ## Arguments
+    - ``data``: path to the official ``MAT-Coding.json`` (images beside it or in
+      ``image_root``); ``None`` (default) uses the synthetic generator.
+    - ``split``: ``"simple"``, ``"hard"`` or ``None`` (both).
+    - ``mode``: ``"agent"`` (default) or ``"stepwise"``, which replays the paper's one-step
+      training rows (``data`` is then an ``rft_agent_code_1_2k.json``-style file, or ``None``
+      for synthetic rows).
+    - ``reward_mode``: ``"live"`` (default) or ``"paper"``.
+    - ``sandbox``: an isolation level (``"auto"``, ``"bwrap"``, ``"process"``, ``"none"``) or a
+      ``Sandbox`` instance; ``timeout_s`` bounds each code run.
+    - ``check_images``: check at load time that every image file a row names exists.
+    - ``share_images``: return the env's own read-only image arrays instead of copies (no
+      copy per step; for trainers that keep the history themselves).
+    - ``max_turns``, ``on_format_error`` (``"continue"``/``"terminate"``), ``max_action_length``.
+
+    ## Version History
+    - v0: initial release.
+    """
+
+    action_tags = ("problem", "code", "answer")
+    chinese_metric = True
+
+    def __init__(
+        self,
+        data: str | Path | None = None,
+        split: str | None = None,
+        *,
+        image_root: str | Path | None = None,
+        check_images: bool = True,
+        tasks: TaskSource | None = None,
+        sandbox: Any = "auto",
+        timeout_s: float | None = None,
+        **kwargs: Any,
+    ):
+        mode = kwargs.get("mode", "agent")
+        if tasks is None:
+            tasks = _make_tasks(data, split, image_root, mode, check_images)
+        super().__init__(tasks, **kwargs)
+        self._sandbox_spec = sandbox
+        self._sandbox = None
+        self.timeout_s = timeout_s
+        self._rewarded: set[str] = set()
+
+    # ------------------------------------------------------------------ episode hooks
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._rewarded = set()
+        return super().reset(seed=seed, options=options)
+
+    def _initial_messages(self, task: Task, images: list[np.ndarray]) -> list[dict]:
+        if self.mode == "stepwise":
+            text = CODING_SYSTEM_PROMPT + "\n" + task.meta.get("prompt_text", task.question)
+            return [message("user", *[image_part(i) for i in range(len(images))], text_part(text))]
+        return [
+            message("system", text_part(CODING_SYSTEM_PROMPT)),
+            message(
+                "user",
+                *[image_part(i) for i in range(len(images))],
+                text_part(f"<query> {task.question} </query>"),
+            ),
+        ]
+
+    def _gold_plan(self) -> list[str]:
+        plan = self.task.meta.get("gold_plan")
+        if plan is None:
+            kinds = [step_kind(s) for s in self.task.meta.get("gold_steps", ())]
+            plan = [k for k in kinds if k] or ["problem", "code", "answer"]
+        return list(plan)
+
+    def _first(self, kind: str) -> bool:
+        """True the first time ``kind`` may earn reward in this episode."""
+        return kind in self._gold_plan() and kind not in self._rewarded
+
+    def _run_tool(self, call: ToolCall, action: str) -> ToolOutcome:
+        if call.name == "problem":
+            return self._diagnose(call, action)
+        return self._execute(call, action)
+
+    def _diagnose(self, call: ToolCall, action: str) -> ToolOutcome:
+        predicted = parse_problem_set(call.argument)
+        gold = sorted(self.task.meta.get("degradations", ()))
+        components = {"format": 0.0, "problem": 0.0}
+        if self._first("problem"):
+            components = {
+                "format": format_reward(action, "problem"),
+                "problem": problem_reward(predicted, gold),
+            }
+            self._rewarded.add("problem")
+        unknown = [p for p in predicted if p not in PROBLEM_TYPES]
+        if unknown:
+            text = (
+                f"Unknown problem type(s) {unknown}. Choose from {set(PROBLEM_TYPES)}. "
+                + CODING_TIPS["default"].format(problems=list(predicted))
+            )
+            return ToolOutcome(text, status="invalid_problem", reward_components=components)
+        if "crop" in predicted:
+            tip = CODING_TIPS["crop"]
+        elif predicted == ("none",):
+            tip = CODING_TIPS["none"]
+        else:
+            tip = CODING_TIPS["default"].format(problems=list(predicted))
+        return ToolOutcome(tip, reward_components=components)
+
+    def _execute(self, call: ToolCall, action: str) -> ToolOutcome:
+        result = self.sandbox.run(
+            call.argument, files={INPUT_NAME: self._images[-1]}, timeout_s=self.timeout_s
+        )
+        written = result.images.get(OUTPUT_NAME)
+        ran_ok = result.status == "ok" and written is not None
+        components = {"format": 0.0, "code": 0.0}
+        if "code" in self._gold_plan():
+            first_format = "code_format" not in self._rewarded
+            components["format"] = format_reward(action, "code") if first_format else 0.0
+            self._rewarded.add("code_format")
+            if "code" not in self._rewarded:
+                if self.reward_mode == "paper":
+                    components["code"] = code_reward("paper")
+                    self._rewarded.add("code")
+                elif ran_ok:
+                    components["code"] = code_reward("live", True)
+                    self._rewarded.add("code")
+        text = result.describe()
+        if result.status == "ok" and written is None:
+            text += (
+                f"\nNo image was written to '{OUTPUT_NAME}'; the image is unchanged. "
+                f"Save the processed image with cv2.imwrite('{OUTPUT_NAME}', img)."
+            )
+            status = "no_image"
+        else:
+            status = result.status
+        if ran_ok:
+            text += "\nThe processed image is attached above; it replaces the input from now on."
+        images = (written,) if written is not None else ()
+        return ToolOutcome(text, images, status, components)
+
+    def _answer_components(self, answer: Answer, action: str, f1: float, em: float) -> dict:
+        if not self._first("answer"):
+            return {"format": 0.0, "answer": 0.0}
+        self._rewarded.add("answer")
+        if self.reward_mode == "paper":
+            accuracy = max((f1_set(answer.text, g) for g in self.task.answers), default=0.0)
+        else:
+            accuracy = f1
+        return {"format": format_reward(action, "answer"), "answer": accuracy}
+
+    def _stepwise_components(self, action: str, gold_step: str) -> dict[str, float]:
+        kind = step_kind(gold_step) or "answer"
+        return {
+            "format": format_reward(action, kind),
+            "accuracy": coding_accuracy_reward(action, gold_step),
+        }
+
+    # ------------------------------------------------------------------ sandbox
+
+    @property
+    def sandbox(self):
+        """The sandbox code turns run in (created on first use)."""
+        if self._sandbox is None:
+            from arft_envs.tools.sandbox import Sandbox, get_default_sandbox
+
+            spec = self._sandbox_spec
+            self._sandbox = get_default_sandbox(spec) if isinstance(spec, str) else spec
+            if not isinstance(self._sandbox, Sandbox) and not hasattr(self._sandbox, "run"):
+                raise TypeError(f"sandbox must be a level name or a Sandbox, got {spec!r}")
+        return self._sandbox
+
+
+def _make_tasks(data, split, image_root, mode, check_images=True) -> TaskSource:
+    from arft_envs.tasks import mat_coding
+
+    if split not in (None, "simple", "hard", "all"):
+        raise ValueError(f"split must be 'simple', 'hard' or None, got {split!r}")
+    if data is None:
+        source = mat_coding.SyntheticCoding(split=split or "all")
+        return _StepwiseSynthetic(source) if mode == "stepwise" else source
+    if mode == "stepwise":
+        tasks = mat_coding.load_coding_rows(data, image_root=image_root, check_images=check_images)
+    else:
+        tasks = mat_coding.load_mat_coding(
+            data,
+            split=None if split == "all" else split,
+            image_root=image_root,
+            check_images=check_images,
+        )
+    return ListTaskSource(tasks, name=str(data))
+
+
+class _StepwiseSynthetic:
+    """Synthetic stepwise rows: each sampled task is one random step of a synthetic item."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def _row(self, task: Task, index: int) -> Task:
+        steps = task.meta["gold_steps"]
+        index = index % len(steps)
+        context = "\n".join(steps[:index])
+        prompt = f"<query> {task.question} </query>" + (f"\n{context}" if context else "")
+        meta = dict(task.meta, gold_step=steps[index], context=context, prompt_text=prompt)
+        images = task.images
+        if step_kind(steps[index]) == "answer" and "code" in task.meta.get("gold_plan", ()):
+            # as in the paper's pre_answer rows, the answer step sees the repaired image
+            images = [lambda task=task: self.source.clean_image(task)]
+        return Task(f"{task.id}:{index}", task.question, task.answers, images, task.split, meta)
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        task = self.source.sample(rng)
+        return self._row(task, int(rng.integers(len(task.meta["gold_steps"]))))
+
+    def get(self, task_id: str) -> Task:
+        base, _, index = str(task_id).rpartition(":")
+        if not base or not index.isdigit():
+            raise KeyError(f"stepwise synthetic ids look like '<task id>:<step>', got {task_id!r}")
+        return self._row(self.source.get(base), int(index))
