@@ -1,0 +1,160 @@
+"""Evaluate a policy on an env id: run episodes, score answers with the paper's metric, and
+write a prediction file in the paper's format.
+
+A prediction is ``{"id", "pred_answer", "gt", "query"}``, the format of the released
+Visual-ARFT predictions, so ``arft score FILE --benchmark ...`` (``arft_envs.scoring``) reads
+the file back. On a finite dataset (``data=...``) the tasks run once each, in file order, so
+the MAT benchmarks' simple/hard slices apply; on a generator the tasks come from seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from agents.policy import Policy
+from agents.rollout import RolloutConfig, Trajectory, collect, make_envs
+
+BENCHMARK_OF_ENV = {"MATCoding-v0": "mat-coding", "MATSearch-v0": "mat-search"}
+_QUERY_RE = re.compile(r"<query>(.*?)</query>", re.DOTALL)
+
+
+@dataclass
+class EvalResult:
+    """Predictions, their score overall (with the benchmark's fixed slices) and by the split
+    each task reported at reset."""
+
+    env_id: str
+    benchmark: str
+    predictions: list[dict]
+    score: Any  # arft_envs.scoring.Score
+    by_split: dict[str, Any] = field(default_factory=dict)  # split -> SplitScore
+    trajectories: list[Trajectory] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [f"{self.env_id} ({self.benchmark}, {len(self.predictions)} episodes, ×100)"]
+        lines.append(f"{'split':<10} {'n':>6} {'F1':>7} {'EM':>7}")
+        rows = [("all", self.score.overall), *sorted(self.by_split.items())]
+        lines += [f"{name:<10} {s.n:>6} {s.f1:>7.2f} {s.em:>7.2f}" for name, s in rows]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "env_id": self.env_id,
+            "benchmark": self.benchmark,
+            "overall": vars(self.score.overall),
+            "by_split": {k: vars(v) for k, v in self.by_split.items()},
+        }
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    *,
+    episodes: int | None = None,
+    env_kwargs: dict | None = None,
+    config: RolloutConfig | None = None,
+    num_envs: int = 8,
+    vectorization_mode: str = "sync",
+) -> EvalResult:
+    """Run ``episodes`` episodes of ``env_id`` (all of a finite dataset when None) and score them."""
+    from arft_envs.scoring import score_predictions
+
+    config = config or RolloutConfig(temperature=0.0)
+    env_kwargs = dict(env_kwargs or {})
+    probe = gym.make(env_id, **env_kwargs)
+    try:
+        benchmark = benchmark_for(env_id, probe)
+        task_ids = dataset_task_ids(probe)
+        if task_ids is not None:
+            task_ids = task_ids[:episodes] if episodes is not None else task_ids
+            groups = len(task_ids)
+        else:
+            if episodes is None:
+                raise ValueError(f"{env_id} generates tasks without end; pass episodes=")
+            groups = episodes
+        if groups == 0:
+            raise ValueError(f"{env_id}: no episodes to run")
+        envs = make_envs(
+            env_id,
+            max(1, min(num_envs, groups * config.group_size)),
+            vectorization_mode,
+            **env_kwargs,
+        )
+        try:
+            trajectories = collect(
+                policy, envs, config, groups=groups, task_ids=task_ids, env_id=env_id
+            )
+        finally:
+            envs.close()
+        predictions = [prediction(t, probe) for t in trajectories]
+    finally:
+        probe.close()
+    score = score_predictions(predictions, benchmark)
+    splits: dict[str, list[dict]] = {}
+    for t, p in zip(trajectories, predictions, strict=True):
+        split = t.info.get("reset", {}).get("split")
+        if split is not None:
+            splits.setdefault(str(split), []).append(p)
+    by_split = {name: score_predictions(items, benchmark).overall for name, items in splits.items()}
+    return EvalResult(env_id, benchmark, predictions, score, by_split, trajectories)
+
+
+def benchmark_for(env_id: str, env: gym.Env) -> str:
+    """The ``arft_envs.scoring`` benchmark whose metric fits ``env_id``."""
+    base = env_id.split(":")[-1]
+    if base in BENCHMARK_OF_ENV:
+        return BENCHMARK_OF_ENV[base]
+    return "mat-coding" if getattr(env.unwrapped, "chinese_metric", False) else "multihop"
+
+
+def dataset_task_ids(env: gym.Env) -> list[str] | None:
+    """The ids of a finite task list, in order, or None for a generator or unknown env."""
+    source = getattr(env.unwrapped, "tasks", None)
+    tasks = getattr(source, "tasks", None)
+    if isinstance(tasks, Sequence) and tasks and hasattr(tasks[0], "id"):
+        return [str(t.id) for t in tasks]
+    return None
+
+
+def prediction(t: Trajectory, env: gym.Env) -> dict:
+    """The paper's prediction record of one episode."""
+    golds = t.info.get("golds")
+    if golds is None:  # the agent ended the episode before the env reported its golds
+        golds = _golds_from_source(env, t.task_id)
+    return {
+        "id": t.task_id,
+        "pred_answer": t.info.get("answer"),
+        "gt": list(golds),
+        "query": _query(t.messages),
+    }
+
+
+def write_predictions(predictions: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(predictions, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def _query(messages: Sequence[dict]) -> str:
+    for m in messages:
+        if m["role"] == "user":
+            text = "".join(p["text"] for p in m["content"] if p["type"] == "text")
+            match = _QUERY_RE.search(text)
+            return (match[1] if match else text).strip()
+    return ""
+
+
+def _golds_from_source(env: gym.Env, task_id: str | None) -> list[str]:
+    source = getattr(env.unwrapped, "tasks", None)
+    try:
+        return [str(a) for a in source.get(task_id).answers]
+    except Exception:
+        return []

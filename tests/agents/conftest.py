@@ -1,0 +1,62 @@
+"""Fixtures for the agent tests: one tiny policy per test process, the toy envs registered."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+torch = pytest.importorskip("torch")
+# The tiny model is far too small to gain from threads; on a shared 2-core machine extra
+# threads only contend (a 20x slowdown was measured).
+torch.set_num_threads(1)
+
+import toy_envs  # noqa: E402,F401  (registers ToyImageTool-v0 and ToyText-v0)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy():
+    from agents.policy import Policy
+
+    return Policy.from_pretrained("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from agents.models.tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def text_lm_checkpoint(tmp_path_factory) -> Path:
+    """A tiny text-only causal LM (Qwen2 architecture) with the tiny tokenizer, saved."""
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from agents.models.tiny import build_tokenizer
+
+    path = tmp_path_factory.mktemp("text_lm") / "ckpt"
+    tok = build_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=8192,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
