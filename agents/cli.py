@@ -24,36 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------- envs / score / play
-# LEAD: the three commands below are stubs that delegate to arft_envs.cli; fill or replace.
+# These live in arft_envs.cli so they run without torch.
 
 
 def _add_env_commands(sub) -> None:
     from arft_envs.cli import add_env_commands
 
     add_env_commands(sub)
-    for name, func in (("envs", cmd_envs), ("score", cmd_score), ("play", cmd_play)):
-        sub.choices[name].set_defaults(func=func)
-
-
-def cmd_envs(args) -> int:
-    """LEAD: stub — list the registered envs."""
-    from arft_envs.cli import cmd_envs as run
-
-    return run(args)
-
-
-def cmd_score(args) -> int:
-    """LEAD: stub — score a prediction file."""
-    from arft_envs.cli import cmd_score as run
-
-    return run(args)
-
-
-def cmd_play(args) -> int:
-    """LEAD: stub — play an env by hand or with the scripted expert."""
-    from arft_envs.cli import cmd_play as run
-
-    return run(args)
 
 
 # ---------------------------------------------------------------------- train
