@@ -1,0 +1,883 @@
+"""Fork-server that runs untrusted Python, one per sandbox worker. Trusted code.
+
+Started by the host (``sandbox.py``) as ``python -I -B worker.py REQ_FD RESP_FD``: inside
+bubblewrap for the ``bwrap`` level, as a plain process for the ``process`` level. It imports
+numpy, cv2 and PIL once, then for every request:
+
+1. writes the input files into a fresh work dir,
+2. ``fork()``s a child that joins its own process group, arms ``PDEATHSIG``, points
+   stdin/stdout/stderr at /dev/null and two capped pipes, closes every other fd, sets rlimits,
+   clears the environment, (``process`` level) applies Landlock, loads the seccomp filter and
+   ``exec()``s the code; afterwards the same child decodes the image files the code wrote,
+3. reads the pipes until *the child itself* exits or the wall-clock deadline passes (never
+   until pipe EOF: an orphaned grandchild may hold the pipe open forever),
+4. kills the whole process group, sweeps and reaps every remaining process,
+5. validates the decoded images; those the child did not deliver (it crashed, timed out, or
+   sent garbage) are decoded by a fresh confined child,
+6. deletes everything the call wrote, and answers with one frame plus raw payloads.
+
+The fork-server itself never runs untrusted code, is not dumpable (children cannot read its
+memory) and is a child subreaper (orphans come back to it to be reaped).
+"""
+
+from __future__ import annotations
+
+import builtins
+import ctypes
+import errno
+import io
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _imageio  # noqa: E402
+import _landlock  # noqa: E402
+import _launcher  # noqa: E402
+import _protocol  # noqa: E402
+import _seccomp  # noqa: E402
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+_EXIT_SETUP_FAILED = 121  # the child could not be confined; it never ran the code
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+
+
+def _prctl(option: int, arg: int) -> None:
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _count_tasks(uid: int) -> int:
+    """Tasks (processes and threads) whose real uid is ``uid``, as RLIMIT_NPROC counts them."""
+    n = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                n += int(fields["Threads"])
+        except (OSError, KeyError, ValueError):
+            pass
+    return n
+
+
+def _expose_import_paths() -> list[int]:
+    """Keep the interpreter's import paths usable after dropping root (``process`` level).
+
+    A venv or pyenv under ``/root`` (mode 0700) is unreachable for uid 65534. Before the drop
+    we open each such sys.path entry as an O_PATH fd and import through
+    ``/proc/self/fd/N`` instead: following that link skips the permission checks on the
+    directories above it, while files below it still need their ordinary "other" bits.
+    Returns the fds, which every child must keep open.
+    """
+    rewrite: dict[str, str] = {}
+    for entry in sys.path:
+        if (
+            entry
+            and entry not in rewrite
+            and os.path.isdir(entry)
+            and not _launcher.world_reachable(entry)
+        ):
+            fd = os.open(entry, os.O_PATH | os.O_DIRECTORY)
+            rewrite[entry] = f"/proc/self/fd/{fd}"
+    if not rewrite:
+        return []
+
+    def moved(p: str) -> str:
+        for old, new in rewrite.items():
+            if p == old or p.startswith(old + "/"):
+                return new + p[len(old) :]
+        return p
+
+    sys.path[:] = [moved(p) for p in sys.path]
+    for mod in list(sys.modules.values()):
+        paths = getattr(mod, "__path__", None)
+        if isinstance(paths, list):
+            paths[:] = [moved(p) if isinstance(p, str) else p for p in paths]
+    sys.path_importer_cache.clear()
+    import importlib
+
+    importlib.invalidate_caches()
+    return [int(v.rsplit("/", 1)[1]) for v in rewrite.values()]
+
+
+def _snapshot(root: str) -> set[str]:
+    """Relative paths of everything under ``root``, without crossing into other mounts."""
+    out: set[str] = set()
+    dev = os.lstat(root).st_dev
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, rel)))
+        except OSError:
+            continue  # unreadable (chmod 000): _force_rmtree still removes it
+        for e in entries:
+            sub = os.path.join(rel, e.name)
+            out.add(sub)
+            try:
+                if e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_dev == dev:
+                    stack.append(sub)
+            except OSError:
+                pass
+    return out
+
+
+def _force_rmtree(path: str) -> bool:
+    """Delete ``path`` even if the code chmod-ed parts of it; True when it is gone."""
+
+    def onerror(func, p, exc_info):  # noqa: ANN001 - shutil's callback signature
+        for target in (os.path.dirname(p), p):
+            try:
+                os.chmod(target, 0o700, follow_symlinks=False)
+            except (OSError, NotImplementedError):
+                pass
+        try:
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.unlink(p)
+        except OSError:
+            pass
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=onerror)
+    return not os.path.lexists(path)
+
+
+class _Capped:
+    """Keeps the first ``cap`` bytes of a stream and counts the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.dropped = 0
+
+    def feed(self, b: bytes) -> None:
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += b[:room]
+        self.dropped += max(0, len(b) - max(room, 0))
+
+    def read_from(self, fd: int) -> int:
+        """Read once from non-blocking ``fd``; return the byte count (0 at EOF)."""
+        b = os.read(fd, 1 << 16)
+        self.feed(b)
+        return len(b)
+
+
+class _Sink:
+    """Like _Capped, but reads straight into a buffer kept across calls (no fresh pages)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.n = 0
+        self.cap = 0
+        self.dropped = 0
+
+    def reset(self, cap: int) -> None:
+        self.n, self.cap, self.dropped = 0, cap, 0
+
+    def read_from(self, fd: int) -> int:
+        if self.n >= self.cap:
+            k = len(os.read(fd, 1 << 16))
+            self.dropped += k
+            return k
+        if len(self.buf) - self.n < 1 << 16:
+            self.buf.extend(bytes(min(max(len(self.buf), 1 << 20), self.cap + (1 << 16))))
+        k = os.readv(fd, [memoryview(self.buf)[self.n : min(len(self.buf), self.cap)]])
+        self.n += k
+        return k
+
+    def view(self) -> memoryview:
+        return memoryview(self.buf)[: self.n]
+
+
+def _classify_exception(e: BaseException) -> bytes:
+    """Map an uncaught exception to a resource-limit tag (b"" when it is an ordinary error)."""
+    if isinstance(e, MemoryError):
+        return b"memory"
+    if isinstance(e, OSError):
+        return {
+            errno.EFBIG: b"fsize",
+            errno.ENOSPC: b"disk",
+            errno.EMFILE: b"nofile",
+            errno.EAGAIN: b"nproc",
+        }.get(e.errno, b"")
+    if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
+        return b"nproc"
+    msg = str(e)
+    if type(e).__name__ == "error" and (
+        "Insufficient memory" in msg or "Failed to allocate" in msg
+    ):
+        return b"memory"
+    return b""
+
+
+class Server:
+    """The fork-server loop; see the module docstring."""
+
+    def __init__(self, cfg: dict, req_fd: int, resp_fd: int) -> None:
+        self.cfg = cfg
+        self.req_fd = req_fd
+        self.resp_fd = resp_fd
+        self.level = cfg["level"]
+        self.workdir = cfg["workdir"]
+        self.prog = bytes.fromhex(cfg["seccomp"])
+        self.prog_offsets = _seccomp.placeholder_offsets(self.prog)
+        self.keep_fds: list[int] = []
+        self.calls = 0
+        self.pid = os.getpid()
+        self.base_env = dict(cfg["env"])
+        self._inbuf = bytearray()
+        self._scratch: dict = {}
+        self._image_sink = _Sink()
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        import cv2
+        import numpy
+        import PIL
+        from PIL import Image
+
+        Image.init()  # load every format plugin now, not lazily in a child
+        cv2.setNumThreads(0)  # no OpenCV thread pool in the parent: forking it is unsafe
+        _seccomp.load_libc()
+        candidates = self.cfg.get("drop_to")
+        if candidates:
+            self.keep_fds = _expose_import_paths()
+            os.setgroups([])
+            for i, (uid, gid) in enumerate(candidates):
+                try:
+                    os.chown(self.workdir, uid, gid)
+                    os.setresgid(gid, gid, gid)
+                    os.setresuid(uid, uid, uid)
+                    break
+                except OSError:
+                    if i == len(candidates) - 1:
+                        raise
+        if self.level == "process":
+            # Die with the host; set after the uid change, which clears PDEATHSIG.
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self.cfg["parent_pid"]:
+                os._exit(1)
+        _prctl(_PR_SET_DUMPABLE, 0)
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        self.nproc_base = _count_tasks(os.getuid())
+        # What the writable work area holds before any call (for bwrap: mount points of
+        # binds that live under /tmp). After every call everything else is deleted, so nothing
+        # a call writes, inside or outside its own work dir, is seen by the next call.
+        self.baseline = _snapshot(self.workdir)
+        # The process level has no mount namespace: confine writes with Landlock if we can.
+        self.landlock_abi = _landlock.abi_version() if self.level == "process" else 0
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        _protocol.write_all(
+            self.resp_fd,
+            _protocol.pack_frame(
+                {
+                    "ev": "ready",
+                    "pid": os.getpid(),
+                    "uid": os.getuid(),
+                    "nproc_base": self.nproc_base,
+                    "landlock": self.landlock_abi,
+                    "versions": {
+                        "python": sys.version.split()[0],
+                        "numpy": numpy.__version__,
+                        "cv2": cv2.__version__,
+                        "PIL": PIL.__version__,
+                    },
+                }
+            ),
+        )
+
+    def serve(self) -> None:
+        while True:
+            try:
+                req = _protocol.read_frame(self.req_fd)
+            except EOFError:
+                return
+            try:
+                self.handle(req)
+            except BrokenPipeError:
+                return
+            except BaseException:
+                msg = traceback.format_exc(limit=8)[-4000:]
+                _protocol.write_all(
+                    self.resp_fd, _protocol.pack_frame({"ev": "fatal", "message": msg})
+                )
+                return
+
+    # --- one call ---------------------------------------------------------------------------
+
+    def handle(self, req: dict) -> None:
+        import numpy as np
+
+        code = _protocol.read_exact(self.req_fd, req["code_len"])
+        # File payloads land in a buffer kept across calls: fresh memory costs a page fault
+        # per 4 KiB, which is most of the cost of moving an image.
+        total = sum(f["len"] for f in req["files"])
+        if len(self._inbuf) < total:
+            self._inbuf = bytearray(total)
+        _protocol.read_into(self.req_fd, memoryview(self._inbuf)[:total])
+        lim = req["limits"]
+        wall = float(req["wall_s"])
+
+        if self.level == "process" and not self.cfg.get("drop_to"):
+            # Same uid as the (non-root) host: RLIMIT_NPROC counts all of the user's tasks,
+            # which change over time, so count them again before each call.
+            self.nproc_base = _count_tasks(os.getuid())
+        self.calls += 1
+        job = os.path.join(self.workdir, f"job-{self.calls}")
+        os.mkdir(job, 0o700)
+        written = {}
+        pos = 0
+        try:
+            for f in req["files"]:
+                name = _protocol.check_file_name(f["name"])
+                data = memoryview(self._inbuf)[pos : pos + f["len"]]
+                pos += f["len"]
+                path = os.path.join(job, name)
+                with open(path, "wb") as fh:
+                    if f["kind"] == "rgb":
+                        arr = np.frombuffer(data, dtype=np.uint8).reshape(f["shape"])
+                        fh.write(_imageio.bmp_header(*arr.shape[:2]))
+                        fh.write(_imageio.bmp_rows(arr, self._scratch))
+                    else:
+                        fh.write(data)
+                st = os.stat(path)
+                written[name] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError as e:  # e.g. the inputs do not fit in the tmpfs
+            self._wipe()
+            msg = f"the input files could not be written to the work dir ({e.strerror})"
+            _protocol.write_all(
+                self.resp_fd,
+                _protocol.pack_frame({"ev": "rejected", "id": req["id"], "message": msg}),
+            )
+            return
+
+        # Only our read ends are non-blocking: O_NONBLOCK on a write end would make the
+        # code's print() fail with EAGAIN when the pipe is full.
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        tag_r, tag_w = os.pipe2(os.O_CLOEXEC)
+        img_r, img_w = os.pipe2(os.O_CLOEXEC)
+        for fd in (out_r, err_r, tag_r, img_r):
+            os.set_blocking(fd, False)
+        started = time.monotonic()
+        deadline = started + wall
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            rc = _EXIT_SETUP_FAILED
+            try:
+                os.close(out_r), os.close(err_r), os.close(tag_r), os.close(img_r)
+                self._confine(lim, job, (out_w, err_w), keep=[tag_w, img_w])
+                os.write(tag_w, b"C")  # confined: from here on only untrusted code runs
+                rc = 1  # if even our reporting below is interrupted, it is the code's error
+                rc = _run_untrusted(code, tag_w)
+                _emit_own_images(img_w, job, written, lim, deadline)
+            finally:
+                os._exit(rc)
+        for fd in (out_w, err_w, tag_w, img_w):
+            os.close(fd)
+        _protocol.write_all(
+            self.resp_fd, _protocol.pack_frame({"ev": "started", "id": req["id"], "pid": pid})
+        )
+
+        out, err = _Capped(lim["stdout_bytes"]), _Capped(lim["stdout_bytes"])
+        own_images = self._image_sink
+        own_images.reset(lim["max_result_bytes"] + 4096 * (_protocol.MAX_IMAGES + 1))
+        streams = {out_r: out, err_r: err, img_r: own_images}
+        timed_out = self._watch(pid, streams, deadline)
+        _, wstatus, ru = os.wait4(pid, 0)
+        duration = time.monotonic() - started
+        healthy = self._sweep(pid)
+        for fd, buf in streams.items():
+            _drain(fd, buf)
+            os.close(fd)
+        try:
+            tag = os.read(tag_r, 64).decode("ascii", "replace")
+        except BlockingIOError:
+            tag = ""
+        os.close(tag_r)
+        # "C" once confined, then the first line a dying process wrote (forked children
+        # share the pipe, so later lines are ignored).
+        confined, tag = tag.startswith("C"), tag[1:].split("\n", 1)[0]
+
+        status, exit_code, sig, limit = "error", None, None, None
+        cpu_used = ru.ru_utime + ru.ru_stime
+        if timed_out:
+            status, limit = "timeout", "wall"
+        elif os.WIFSIGNALED(wstatus):
+            sig = os.WTERMSIG(wstatus)
+            cpu_soft = math.ceil(lim["cpu_s"])
+            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= cpu_soft - 0.05):
+                status, limit = "killed", "cpu"
+            elif sig == signal.SIGXFSZ:
+                status, limit = "killed", "fsize"
+            else:
+                status = "signal"
+        else:
+            exit_code = os.WEXITSTATUS(wstatus)
+            if not confined:
+                status, limit = "killed", "setup"
+                healthy = False  # confinement failed: never trust this worker again
+            elif exit_code == 0:
+                status = "ok"
+            elif tag in ("memory", "fsize", "disk", "nofile", "nproc"):
+                status, limit = "killed", tag
+
+        images, image_errors = self._collect_images(job, written, lim, wall, own_images)
+        if not self._wipe():
+            healthy = False
+        header = {
+            "ev": "done",
+            "id": req["id"],
+            "status": status,
+            "exit_code": exit_code,
+            "signal": sig,
+            "limit": limit,
+            "cpu_s": round(cpu_used, 4),
+            "run_s": round(duration, 4),
+            "stdout_len": len(out.data),
+            "stdout_dropped": out.dropped,
+            "stderr_len": len(err.data),
+            "stderr_dropped": err.dropped,
+            "images": [{"name": n, "shape": list(a.shape), "len": a.nbytes} for n, a in images],
+            "image_errors": image_errors,
+            "healthy": healthy,
+        }
+        _protocol.write_all(
+            self.resp_fd,
+            _protocol.pack_frame(header),
+            out.data,
+            err.data,
+            *(memoryview(a).cast("B") for _, a in images),
+        )
+        if not healthy:
+            raise SystemExit(0)  # the host sees EOF after this answer and replaces us
+
+    def _wipe(self) -> bool:
+        """Delete everything under the work area that was not there at start; True if clean."""
+        for _ in range(3):
+            extra = sorted(set(_snapshot(self.workdir)) - self.baseline)
+            if not extra:
+                return True
+            for rel in extra:  # parents sort before their children
+                path = os.path.join(self.workdir, rel)
+                if os.path.lexists(path):
+                    _force_rmtree(path)
+        return not (set(_snapshot(self.workdir)) - self.baseline)
+
+    def _confine(self, lim: dict, job: str, outs: tuple[int, int], keep: list[int]) -> None:
+        """Child side: everything between fork() and running untrusted code."""
+        os.setpgid(0, 0)
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != self.pid:
+            os._exit(_EXIT_SETUP_FAILED)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(outs[0], 1)
+        os.dup2(outs[1], 2)
+        _close_all_but(sorted({0, 1, 2, *keep, *self.keep_fds}))
+        cpu = math.ceil(lim["cpu_s"])
+        for res, value in (
+            (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU at cpu s, SIGKILL one second later
+            (resource.RLIMIT_AS, lim["memory_bytes"]),
+            (resource.RLIMIT_FSIZE, lim["fsize_bytes"]),
+            (resource.RLIMIT_NOFILE, lim["nofile"]),
+            (resource.RLIMIT_NPROC, self.nproc_base + lim["nproc"]),
+            (resource.RLIMIT_CORE, 0),
+        ):
+            resource.setrlimit(res, value if isinstance(value, tuple) else (value, value))
+        os.chdir(job)
+        os.environ.clear()
+        os.environ.update(self.base_env, HOME=job, TMPDIR=job, PWD=job)
+        if self.landlock_abi:
+            _landlock.restrict_writes([job], [os.devnull], self.landlock_abi)
+        _seccomp.install(self.prog, self.prog_offsets)
+
+    def _watch(self, pid: int, streams: dict, deadline: float) -> bool:
+        """Collect output until the child exits (True if the deadline passed first)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return True
+                timeout = remaining if pidfd is not None else min(remaining, 0.005)
+                for fd, _ in poller.poll(max(1, math.ceil(timeout * 1000))):
+                    if fd in streams:
+                        try:
+                            if not streams[fd].read_from(fd):
+                                poller.unregister(fd)
+                        except BlockingIOError:
+                            continue
+                    elif fd == pidfd:
+                        return False
+                if pidfd is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    return False
+        finally:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _sweep(self, pgid: int, budget_s: float = 3.0) -> bool:
+        """Kill and reap every process the call left behind; False if some survive.
+
+        seccomp forbids setsid/setpgid, so every descendant is still in the call's process
+        group, and orphans are re-parented to us (a subreaper). In the ``bwrap`` level the
+        pid namespace is also listed: anything but pid 1 (bwrap's init) and us must go.
+        """
+        end = time.monotonic() + budget_s
+        while True:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+                group_alive = True
+            except ProcessLookupError:
+                group_alive = False
+            except PermissionError:
+                group_alive = True
+            others = []
+            if self.level == "bwrap":
+                others = [
+                    int(p)
+                    for p in os.listdir("/proc")
+                    if p.isdigit() and int(p) not in (1, self.pid)
+                ]
+                for p in others:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except OSError:
+                        pass
+            reaped_any = False
+            while True:
+                try:
+                    child, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if child == 0:
+                    break
+                reaped_any = True
+            if not group_alive and not others and not _has_children():
+                return True
+            if time.monotonic() > end:
+                return False
+            if not reaped_any:
+                time.sleep(0.001)
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    def _collect_images(self, job: str, written: dict, lim: dict, wall: float, own: _Sink):
+        """The image files the code created or changed, decoded and validated.
+
+        Fast path: the call's own (confined) child decoded them after the code finished and
+        streamed them back. Whatever it did not deliver cleanly (it crashed, timed out, ran
+        out of memory, or sent something malformed) is decoded by a fresh confined child.
+        Either way the frames are untrusted and checked here.
+        """
+        names, errors = _image_candidates(job, written)
+        if not names:
+            return [], errors
+        decoded, failed = {}, {}
+        if not own.dropped:
+            decoded, failed = _parse_images(own.view(), names, lim)
+        missing = [n for n in names if n not in decoded and n not in failed]
+        if missing:
+            more, more_failed = self._decode_in_child(job, missing, lim, max(2.0, wall))
+            decoded.update(more)
+            failed.update(more_failed)
+            for n in missing:
+                if n not in more and n not in more_failed:
+                    failed[n] = "decoding it failed"
+        for n in names:
+            if n in failed:
+                errors.append(f"image {n!r} was not returned: {failed[n][:300]}")
+        return [(n, decoded[n]) for n in names if n in decoded], errors
+
+    def _decode_in_child(self, job: str, names: list, lim: dict, wall: float):
+        """Decode ``names`` in a fresh child with the call's limits and seccomp."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                os.close(r)
+                os.setpgid(0, 0)
+                _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                _close_all_but(sorted({0, 1, 2, w, *self.keep_fds}))
+                cpu = math.ceil(lim["cpu_s"])
+                resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+                resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"],) * 2)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+                if self.landlock_abi:
+                    _landlock.restrict_writes([], [], self.landlock_abi)
+                _seccomp.install(self.prog, self.prog_offsets)
+                _emit_images(w, job, names, lim)
+            finally:
+                os._exit(0)
+        os.close(w)
+        os.set_blocking(r, False)
+        buf = _Sink()
+        buf.reset(lim["max_result_bytes"] + 4096 * (_protocol.MAX_IMAGES + 1))
+        timed_out = self._watch(pid, {r: buf}, time.monotonic() + wall)
+        os.waitpid(pid, 0)
+        _drain(r, buf)
+        os.close(r)
+        if timed_out:
+            return {}, {n: "decoding it took too long" for n in names}
+        if buf.dropped:
+            return {}, {n: "the decoded images are too large" for n in names}
+        return _parse_images(buf.view(), names, lim)
+
+
+def _image_candidates(job: str, written: dict) -> tuple[list[str], list[str]]:
+    """Image files in ``job`` that the code created or changed (not untouched inputs)."""
+    names, errors = [], []
+    try:
+        with os.scandir(job) as it:
+            for i, e in enumerate(it):
+                if i >= 100_000 or not _protocol.is_image_name(e.name):
+                    continue
+                try:
+                    _protocol.check_file_name(e.name)
+                except ValueError:
+                    errors.append(f"skipped an image file with an unusable name {e.name!r:.80}")
+                    continue
+                if not e.is_file(follow_symlinks=False):
+                    continue
+                st = e.stat(follow_symlinks=False)
+                if written.get(e.name) == (st.st_ino, st.st_size, st.st_mtime_ns):
+                    continue  # an input file the code left unchanged
+                names.append(e.name)
+    except OSError as e:
+        return [], [f"could not list the work dir: {e.strerror}"]
+    names.sort()
+    if len(names) > _protocol.MAX_IMAGES:
+        errors.append(
+            f"{len(names)} image files were written; only the first "
+            f"{_protocol.MAX_IMAGES} by name are returned"
+        )
+        names = names[: _protocol.MAX_IMAGES]
+    return names, errors
+
+
+def _emit_images(fd: int, job: str, names: list, lim: dict) -> None:
+    """Decode ``names`` (files in ``job``) and write them to ``fd`` as frames + pixels."""
+    budget = lim["max_result_bytes"]
+    for name in names:
+        try:
+            a = _imageio.decode_image_file(os.path.join(job, name), lim["max_image_side"])
+        except ValueError as e:
+            _protocol.write_all(fd, _protocol.pack_frame({"name": name, "error": str(e)[:300]}))
+            continue
+        if a.nbytes > budget:
+            msg = f"the decoded images exceed max_result_bytes={lim['max_result_bytes']}"
+            _protocol.write_all(fd, _protocol.pack_frame({"name": name, "error": msg}))
+            continue
+        budget -= a.nbytes
+        head = _protocol.pack_frame({"name": name, "shape": list(a.shape)})
+        _protocol.write_all(fd, head, memoryview(a).cast("B"))
+    _protocol.write_all(fd, _protocol.pack_frame({"end": True}))
+
+
+def _emit_own_images(fd: int, job: str, written: dict, lim: dict, deadline: float) -> None:
+    """Child side, after the code: decode its images here and save the server a fork.
+
+    Best effort: skipped when little time or CPU is left, and any failure just leaves the
+    images to the server's fallback decoder.
+    """
+    try:
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
+        if time.monotonic() > deadline - 1.0 or cpu.ru_utime + cpu.ru_stime > lim["cpu_s"] - 1.0:
+            return
+        names, _ = _image_candidates(job, written)
+        if names:
+            _emit_images(fd, job, names, lim)
+    except BaseException:
+        pass
+
+
+def _parse_images(data: memoryview, names: list, lim: dict) -> tuple[dict, dict]:
+    """Validate image frames from an untrusted decoder: ``({name: array}, {name: error})``.
+
+    Stops at the first malformed frame; frames after it are ignored.
+    """
+    import numpy as np
+
+    images, errors = {}, {}
+    budget = lim["max_result_bytes"]
+    side = lim["max_image_side"]
+    pos = 0
+    try:
+        while pos + 4 <= len(data):
+            n = _protocol.frame_length(bytes(data[pos : pos + 4]))
+            f = _protocol.parse_frame(bytes(data[pos + 4 : pos + 4 + n]))
+            pos += 4 + n
+            if f.get("end") is True:
+                break
+            name = f.get("name")
+            if name not in names or name in images or name in errors:
+                break
+            if "error" in f:
+                errors[name] = str(f["error"])[:300]
+                continue
+            shape = f.get("shape")
+            if (
+                not isinstance(shape, list)
+                or len(shape) != 3
+                or not all(type(x) is int for x in shape)
+                or shape[2] != 3
+                or not (1 <= shape[0] <= side and 1 <= shape[1] <= side)
+            ):
+                break
+            size = shape[0] * shape[1] * 3
+            if size > budget or pos + size > len(data):
+                break
+            budget -= size
+            images[name] = np.frombuffer(data, np.uint8, size, pos).reshape(shape)
+            pos += size
+    except _protocol.ProtocolError:
+        pass
+    return images, errors
+
+
+def _has_children() -> bool:
+    try:
+        tid = os.getpid()
+        with open(f"/proc/self/task/{tid}/children") as f:
+            return bool(f.read().strip())
+    except OSError:
+        return False
+
+
+def _close_all_but(keep: list[int]) -> None:
+    lo = 0
+    for fd in keep:
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
+
+
+def _drain(fd: int, buf: _Capped | _Sink) -> None:
+    """Read what is left in a pipe without waiting for writers that might not exist."""
+    for _ in range(1024):
+        try:
+            if not buf.read_from(fd):
+                return
+        except OSError:
+            return
+
+
+def _quiet_signals() -> None:
+    """Stop the code's timers and Python signal handlers so they cannot interrupt reporting."""
+    for _ in range(100):
+        try:
+            for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+                signal.setitimer(which, 0)
+            for sig in signal.valid_signals():
+                if callable(signal.getsignal(sig)) and sig not in (signal.SIGKILL, signal.SIGSTOP):
+                    signal.signal(sig, signal.SIG_DFL)
+            return
+        except BaseException:
+            continue
+
+
+def _run_untrusted(code: bytes, tag_fd: int) -> int:
+    """Run the code as ``__main__`` and return the process exit code (child side)."""
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        write_through=True,
+    )
+    sys.argv = ["<code>"]
+    rc = 0
+    try:
+        source = code.decode("utf-8", "surrogatepass")
+        compiled = compile(source, "<code>", "exec", dont_inherit=True)
+        exec(compiled, {"__name__": "__main__", "__builtins__": builtins})
+        _quiet_signals()
+    except SystemExit as e:
+        _quiet_signals()
+        if e.code is None:
+            rc = 0
+        elif isinstance(e.code, int):
+            rc = e.code & 0xFF
+        else:
+            try:
+                print(e.code, file=sys.stderr)
+            except BaseException:
+                pass
+            rc = 1
+    except BaseException as e:
+        _quiet_signals()
+        rc = 1
+        try:
+            tag = _classify_exception(e)
+            if tag:
+                os.write(tag_fd, tag + b"\n")
+        except BaseException:
+            pass
+        try:
+            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+            traceback.print_exception(type(e), e, tb, file=sys.stderr)
+        except BaseException:
+            try:
+                os.write(2, f"{type(e).__name__}\n".encode())
+            except BaseException:
+                pass
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    return rc
+
+
+def main() -> None:
+    req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
+    cfg = _protocol.read_frame(req_fd)
+    server = Server(cfg, req_fd, resp_fd)
+    server.start()
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Shared sandboxes and host-side checks for the sandbox tests, offered as fixtures.
+
+Tests that need a level skip with the reason when that level cannot run on this machine.
+Set ``ARFT_REQUIRE_BWRAP=1`` (CI does) to turn a missing bwrap level into a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import psutil
+import pytest
+
+from arft_envs.tools.sandbox import Sandbox, SandboxError, SandboxLimits, SandboxWarning
+
+#: Small limits keep the hostile cases fast: each CPU/time limit case costs about a second.
+SMALL = SandboxLimits(
+    cpu_s=1,
+    wall_s=3,
+    memory_bytes=1 << 30,
+    fsize_bytes=8 << 20,
+    nofile=64,
+    nproc=16,
+    stdout_bytes=4096,
+    tmpfs_bytes=64 << 20,
+    max_image_side=2048,
+    max_code_bytes=64 << 10,
+    max_result_bytes=32 << 20,
+)
+
+
+def make_sandbox(level: str, **kwargs) -> Sandbox:
+    """A Sandbox of ``level``, or skip (fail under ARFT_REQUIRE_BWRAP) if it cannot run here."""
+    kwargs.setdefault("limits", SMALL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SandboxWarning)
+            return Sandbox(level=level, **kwargs)
+    except SandboxError as e:
+        if level == "bwrap" and os.environ.get("ARFT_REQUIRE_BWRAP"):
+            pytest.fail(f"ARFT_REQUIRE_BWRAP is set but the bwrap level cannot run: {e}")
+        pytest.skip(f"the {level} sandbox level cannot run on this machine: {e}")
+
+
+@pytest.fixture(scope="session")
+def bwrap_sb():
+    sb = make_sandbox("bwrap", workers=2)
+    yield sb
+    sb.close()
+
+
+@pytest.fixture(scope="session")
+def process_sb():
+    sb = make_sandbox("process", workers=1)
+    yield sb
+    sb.close()
+
+
+@pytest.fixture(params=["bwrap", "process"])
+def any_sb(request):
+    """Both isolating levels, for claims they share."""
+    return request.getfixturevalue(f"{request.param}_sb")
+
+
+def stray_processes(sb: Sandbox) -> list[int]:
+    """Host pids of processes left behind by calls (not the workers themselves).
+
+    bwrap: everything under the worker's bwrap process except its init and the fork-server.
+    process: every process still in the fork-server's session (seccomp forbids setsid, so no
+    descendant of a call can leave it) except the fork-server.
+    """
+    strays = []
+    for server in sb.worker_pids():
+        if sb.level == "bwrap":
+            init = psutil.Process(server).ppid()
+            bwrap = psutil.Process(init).ppid()
+            strays += [
+                p.pid
+                for p in psutil.Process(bwrap).children(recursive=True)
+                if p.pid not in (init, server)
+            ]
+        else:
+            for pid in psutil.pids():
+                try:
+                    if pid != server and os.getsid(pid) == server:
+                        strays.append(pid)
+                except OSError:
+                    pass
+    return strays
+
+
+def assert_healthy(sb: Sandbox, servers_before: list[int] | None = None) -> None:
+    """The research's "healthy after": no process of the call remains, the fork-servers that
+    ran it are still alive, and the next ordinary call succeeds in an empty work dir."""
+    assert stray_processes(sb) == []
+    if servers_before is not None:
+        for pid in servers_before:
+            assert psutil.pid_exists(pid), f"fork-server {pid} died"
+    res = sb.run(
+        "import os, cv2, numpy as np\n"
+        "print(os.listdir('.'))\n"
+        "cv2.GaussianBlur(np.zeros((32, 32, 3), np.uint8), (3, 3), 0)\n"
+    )
+    assert res.status == "ok", res.describe()
+    assert res.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="session")
+def small_limits() -> SandboxLimits:
+    return SMALL
+
+
+@pytest.fixture
+def sandbox_factory():
+    """``sandbox_factory(level, **kwargs)``: a fresh Sandbox, closed after the test."""
+    made = []
+
+    def factory(level: str, **kwargs) -> Sandbox:
+        sb = make_sandbox(level, **kwargs)
+        made.append(sb)
+        return sb
+
+    yield factory
+    for sb in made:
+        sb.close()
+
+
+@pytest.fixture(scope="session")
+def healthy():
+    """``healthy(sb, servers_before=None)``: see :func:`assert_healthy`."""
+    return assert_healthy
+
+
+@pytest.fixture(scope="session")
+def strays():
+    """``strays(sb)``: see :func:`stray_processes`."""
+    return stray_processes
+
+
+@pytest.fixture(scope="session")
+def hostile():
+    """``hostile(sb, code, **run_kwargs)``: run code, then assert the sandbox is healthy."""
+
+    def run(sb: Sandbox, code: str, **kwargs):
+        servers = sb.worker_pids()
+        res = sb.run(code, **kwargs)
+        assert_healthy(sb, servers)
+        return res
+
+    return run
