@@ -20,7 +20,7 @@ from arft_envs.rewards import (
     step_kind,
 )
 from arft_envs.spaces import image_part, message, text_part
-from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
+from arft_envs.tasks.base import ListTaskSource, StepwiseTaskSource, Task, TaskSource
 
 INPUT_NAME = "path_to_input_image.jpg"
 OUTPUT_NAME = "path_to_output_image.jpg"
@@ -257,11 +257,8 @@ def _make_tasks(data, split, image_root, mode, check_images=True) -> TaskSource:
     return ListTaskSource(tasks, name=str(data))
 
 
-class _StepwiseSynthetic:
+class _StepwiseSynthetic(StepwiseTaskSource):
     """Synthetic stepwise rows: each sampled task is one random step of a synthetic item."""
-
-    def __init__(self, source):
-        self.source = source
 
     def _row(self, task: Task, index: int) -> Task:
         steps = task.meta["gold_steps"]
@@ -274,13 +271,3 @@ class _StepwiseSynthetic:
             # as in the paper's pre_answer rows, the answer step sees the repaired image
             images = [lambda task=task: self.source.clean_image(task)]
         return Task(f"{task.id}:{index}", task.question, task.answers, images, task.split, meta)
-
-    def sample(self, rng: np.random.Generator) -> Task:
-        task = self.source.sample(rng)
-        return self._row(task, int(rng.integers(len(task.meta["gold_steps"]))))
-
-    def get(self, task_id: str) -> Task:
-        base, _, index = str(task_id).rpartition(":")
-        if not base or not index.isdigit():
-            raise KeyError(f"stepwise synthetic ids look like '<task id>:<step>', got {task_id!r}")
-        return self._row(self.source.get(base), int(index))

@@ -22,7 +22,7 @@ from arft_envs.rewards import (
     step_kind,
 )
 from arft_envs.spaces import image_part, message, text_part
-from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
+from arft_envs.tasks.base import ListTaskSource, StepwiseTaskSource, Task, TaskSource
 from arft_envs.tools.search import (
     BACKEND_SPECS,
     CachedSearch,
@@ -352,14 +352,11 @@ def _make_tasks(data, split, image_root, mode) -> TaskSource:
     return ListTaskSource(multihop.load_mat_search(data, split, image_root), name=str(data))
 
 
-class StepwiseSynthetic:
+class StepwiseSynthetic(StepwiseTaskSource):
     """Synthetic stepwise rows: each sampled task is one random gold step of a synthetic task,
     with the chain before it (earlier turns and their real search results) in the prompt."""
 
     has_gold_queries = True
-
-    def __init__(self, source):
-        self.source = source
 
     def _row(self, task: Task, index: int) -> Task:
         from arft_envs.tasks.search_world import stepwise_rows
@@ -374,13 +371,3 @@ class StepwiseSynthetic:
             "source": "synthetic-search-rows",
         }
         return Task(f"{task.id}:{index}", task.question, answers, task.images, task.split, meta)
-
-    def sample(self, rng: np.random.Generator) -> Task:
-        task = self.source.sample(rng)
-        return self._row(task, int(rng.integers(len(task.meta["gold_steps"]))))
-
-    def get(self, task_id: str) -> Task:
-        base, _, index = str(task_id).rpartition(":")
-        if not base or not index.isdigit():
-            raise KeyError(f"stepwise synthetic ids look like '<task id>:<step>', got {task_id!r}")
-        return self._row(self.source.get(base), int(index))

@@ -112,3 +112,27 @@ class ListTaskSource:
             close = difflib.get_close_matches(str(task_id), list(self._by_id), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise KeyError(f"{self.name}: no task with id {task_id!r}{hint}") from None
+
+
+class StepwiseTaskSource:
+    """One-step rows drawn from a generator of full trajectories (``mode="stepwise"``).
+
+    Each sampled task is one random gold step of a generated task; its id is
+    ``"<task id>:<step index>"``. Subclasses build the row in ``_row``.
+    """
+
+    def __init__(self, source: TaskSource):
+        self.source = source
+
+    def _row(self, task: Task, index: int) -> Task:
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        task = self.source.sample(rng)
+        return self._row(task, int(rng.integers(len(task.meta["gold_steps"]))))
+
+    def get(self, task_id: str) -> Task:
+        base, _, index = str(task_id).rpartition(":")
+        if not base or not index.isdigit():
+            raise KeyError(f"stepwise synthetic ids look like '<task id>:<step>', got {task_id!r}")
+        return self._row(self.source.get(base), int(index))
