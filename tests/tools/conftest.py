@@ -149,3 +149,22 @@ def hostile():
         return res
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tmp_mount_points() -> set[str]:
+    """Names in the sandbox's /tmp that are mount points of host binds (a checkout under /tmp).
+
+    bwrap binds the interpreter, the venv and the package at their host paths; when those
+    live under /tmp, their first path component shows up in the sandbox's /tmp. Everything
+    else there must be gone after each call.
+    """
+    import os
+    import sys
+
+    import arft_envs
+
+    paths = (sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(arft_envs.__file__))
+    return {
+        os.path.realpath(p).split("/")[2] for p in paths if os.path.realpath(p).startswith("/tmp/")
+    }
