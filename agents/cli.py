@@ -11,15 +11,21 @@ import json
 import sys
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``arft`` parser. ``train``'s many options need torch to list, so they are only
+    built when the command line asks for ``train``; other commands stay torch-free."""
     parser = argparse.ArgumentParser(
         prog="arft", description="Agentic reinforcement fine-tuning for vision-language models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_env_commands(sub)
     _add_eval(sub)
-    p = sub.add_parser("train", help="train a policy with GRPO (not available yet)")
-    p.set_defaults(func=cmd_train)
+    if argv is not None and argv[:1] == ["train"]:
+        from agents.train_cli import add_train_command
+
+        add_train_command(sub)
+    else:
+        sub.add_parser("train", help="train a policy with GRPO (see arft train --help)")
     return parser
 
 
@@ -31,15 +37,6 @@ def _add_env_commands(sub) -> None:
     from arft_envs.cli import add_env_commands
 
     add_env_commands(sub)
-
-
-# ---------------------------------------------------------------------- train
-
-
-def cmd_train(args) -> int:
-    """Placeholder for ``arft train`` (issue 6)."""
-    print("arft train is not implemented yet", file=sys.stderr)
-    return 2
 
 
 # ---------------------------------------------------------------------- eval
@@ -172,7 +169,8 @@ def _accepts(env_id: str, name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -109,7 +109,7 @@ def policy_loss(
         kl = k3_kl(logp, ref_logp.detach())  # (B,T)
         if beta > 0:
             per_token = per_token + beta * kl
-        kl_mean = float((kl * mask_f).sum() / mask_f.sum().clamp(min=1))
+        kl_mean = float((kl.detach() * mask_f).sum() / mask_f.sum().clamp(min=1))
     loss = aggregate(per_token, mask, aggregation, max_tokens)
     with torch.no_grad():
         n = mask_f.sum().clamp(min=1)

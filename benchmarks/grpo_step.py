@@ -1,0 +1,373 @@
+"""Seconds per GRPO step of the tiny model on CPU, split by phase; and TRL's GRPOTrainer on the
+same single-turn workload, measured in the same run.
+
+Three measurements, each in its own process (so that each peak RSS is its own):
+
+- ``arft-multi``: arft's step on ``EasyMATCoding-v0`` — multi-turn episodes whose OpenCV code
+  really runs in the sandbox. The tiny model is warm-started first (untimed) so that episodes
+  hold real code turns. Split: generation, tool execution (the env's ``step``), reference
+  forward, forward/backward (with the optimizer), the rest.
+- ``arft-single`` and ``trl-single``: the same tiny model, prompts, group size (G = 8, two
+  prompts per step), completion length (64 tokens), β = 0.04, lr 1e-6, temperature 1.0 and one
+  update per batch, in arft's trainer and in ``trl.GRPOTrainer``. Single-turn text, since that
+  is what both support. The ratio is TRL's seconds over arft's.
+
+The first ``--warmup`` steps of each are not timed. One thread per process (the tiny model
+does not gain from more, and a shared machine makes extra threads contend).
+
+    python benchmarks/grpo_step.py [--steps 6] [--warmup 2]
+
+Writes ``benchmarks/results/grpo_step.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROMPTS = [
+    f"Task {i}: write the digit {i % 10}, then describe it in a sentence." for i in range(64)
+]
+GROUP = 8
+PROMPTS_PER_STEP = 2
+COMPLETION_TOKENS = 64
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------- a single-turn env
+
+
+def _register_prompt_env() -> None:
+    import gymnasium as gym
+    from gymnasium.envs.registration import register, registry
+
+    from arft_envs.spaces import Conversation, Utf8Text
+
+    class PromptEnv(gym.Env):
+        """One user prompt, one reply; reward = reply length / 200 (the TRL side's too)."""
+
+        metadata = {"render_modes": []}
+
+        def __init__(self):
+            self.action_space = Utf8Text(4096)
+            self.observation_space = Conversation(max_messages=3, max_images=0)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            options = options or {}
+            index = (
+                int(options["task_id"])
+                if "task_id" in options
+                else int(self.np_random.integers(len(PROMPTS)))
+            )
+            text = {"type": "text", "text": PROMPTS[index]}
+            self.messages = [{"role": "user", "content": (text,)}]
+            return {"messages": tuple(self.messages), "images": ()}, {"task_id": str(index)}
+
+        def step(self, action):
+            reply = {"role": "assistant", "content": ({"type": "text", "text": action},)}
+            self.messages.append(reply)
+            reward = len(action) / 200
+            obs = {"messages": tuple(self.messages), "images": ()}
+            return obs, reward, True, False, {"reward_components": {"length": reward}}
+
+    if "BenchPrompt-v0" not in registry:
+        register(id="BenchPrompt-v0", entry_point=PromptEnv, disable_env_checker=True)
+
+
+# ---------------------------------------------------------------------- the three parts
+
+
+def part_arft_multi(steps: int, warmup: int, out: Path) -> dict:
+    import agents.demo  # noqa: F401  (registers EasyMATCoding-v0)
+    from agents.trainer import GRPOTrainer, TrainConfig
+
+    config = TrainConfig(
+        env="EasyMATCoding-v0",
+        env_kwargs={"degradations": ["dark", "overexposure", "blur", "noise"], "max_turns": 4},
+        output=str(out),
+        steps=warmup + steps,
+        group_size=GROUP,
+        groups_per_step=PROMPTS_PER_STEP,
+        temperature=0.7,
+        max_new_tokens=128,
+        max_turns=4,
+        sft_steps=150,
+        sft_learning_rate=3e-3,
+        save_every=0,
+        sample_every=0,
+        report_to=("none",),
+        progress_bar=False,
+    )
+    trainer = GRPOTrainer(config)
+    trainer.setup()
+    start = time.perf_counter()
+    trainer.warm_start()
+    warm = time.perf_counter() - start
+    trainer.run()
+    trainer.close()
+    rows = _rows(out)[warmup:]
+    keys = ("generation", "tools", "reference", "forward_backward", "step")
+    split = {k: _mean(r[f"time/{k}"] for r in rows) for k in keys}
+    split["other"] = split["step"] - sum(split[k] for k in keys[:-1])
+    return {
+        "seconds_per_step": split["step"],
+        "split": split,
+        "episodes_per_step": config.episodes_per_step,
+        "model_tokens_per_step": _mean(r["tokens/model"] for r in rows),
+        "turns_per_episode": _mean(r["turns"] for r in rows),
+        "tool_calls_ok_per_step": _mean(r.get("reward/code", 0.0) for r in rows)
+        * config.episodes_per_step,
+        "warm_start_seconds": warm,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def part_arft_single(steps: int, warmup: int, out: Path) -> dict:
+    from agents.trainer import GRPOTrainer, TrainConfig
+
+    _register_prompt_env()
+    config = TrainConfig(
+        env="BenchPrompt-v0",
+        output=str(out),
+        steps=warmup + steps,
+        group_size=GROUP,
+        groups_per_step=PROMPTS_PER_STEP,
+        max_new_tokens=COMPLETION_TOKENS,
+        max_turns=1,
+        beta=0.04,
+        learning_rate=1e-6,
+        save_every=0,
+        sample_every=0,
+        report_to=("none",),
+        progress_bar=False,
+    )
+    GRPOTrainer(config).train()
+    rows = _rows(out)[warmup:]
+    keys = ("generation", "reference", "forward_backward", "step")
+    return {
+        "seconds_per_step": _mean(r["time/step"] for r in rows),
+        "split": {k: _mean(r[f"time/{k}"] for r in rows) for k in keys},
+        "completion_tokens": _mean(r["tokens/per_turn"] for r in rows),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def part_trl_single(steps: int, warmup: int, out: Path) -> dict:
+    try:
+        import trl
+        from datasets import Dataset
+        from transformers import TrainerCallback
+    except ImportError as err:
+        return {"skipped": f"trl is not installed ({err}); `pip install trl` to compare"}
+    from transformers import AutoTokenizer
+
+    from agents.models.tiny import save_tiny
+
+    # TRL loads its reference model from the policy's path, so the tiny model is saved first.
+    path = save_tiny(out / "tiny", seed=0)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in PROMPTS])
+
+    def length_reward(completions, **kwargs):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [len(t) / 200 for t in texts]
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self.lengths: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self.start)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "completions/mean_length" in logs:
+                self.lengths.append(float(logs["completions/mean_length"]))
+
+    clock = Clock()
+    config = trl.GRPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=GROUP * PROMPTS_PER_STEP,
+        num_generations=GROUP,
+        max_completion_length=COMPLETION_TOKENS,
+        temperature=1.0,
+        beta=0.04,
+        learning_rate=1e-6,
+        num_iterations=1,
+        max_steps=warmup + steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        model_init_kwargs={"dtype": "float32"},
+    )
+    trainer = trl.GRPOTrainer(
+        model=str(path),
+        reward_funcs=length_reward,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[clock],
+    )
+    trainer.train()
+    times = clock.times[warmup:]
+    return {
+        "seconds_per_step": _mean(times),
+        "completion_tokens": _mean(clock.lengths[warmup:]) if clock.lengths else None,
+        "trl_version": trl.__version__,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+PARTS = {
+    "arft-multi": part_arft_multi,
+    "arft-single": part_arft_single,
+    "trl-single": part_trl_single,
+}
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+# ---------------------------------------------------------------------- driver
+
+
+def run_part(name: str, steps: int, warmup: int) -> dict:
+    """Run one part in a fresh process and return its JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        cmd = [
+            sys.executable, __file__, "--part", name, "--steps", str(steps),
+            "--warmup", str(warmup), "--result", str(result), "--workdir", tmp,
+        ]  # fmt: skip
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr)[-3000:]
+            return {"error": f"exit {proc.returncode}", "log_tail": tail}
+        data = json.loads(result.read_text())
+        data["wall_seconds"] = time.perf_counter() - start
+        return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per part")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--output", default=str(RESULTS / "grpo_step.json"))
+    args = parser.parse_args(argv)
+
+    if args.part:  # child process
+        import torch
+
+        torch.set_num_threads(1)
+        work = Path(args.workdir) / args.part
+        data = PARTS[args.part](args.steps, args.warmup, work)
+        shutil.rmtree(work, ignore_errors=True)
+        Path(args.result).write_text(json.dumps(data))
+        return 0
+
+    results = {name: run_part(name, args.steps, args.warmup) for name in PARTS}
+    arft, trl_ = results["arft-single"], results["trl-single"]
+    ratio = None
+    if "seconds_per_step" in arft and "seconds_per_step" in trl_:
+        ratio = trl_["seconds_per_step"] / arft["seconds_per_step"]
+    summary = {
+        "benchmark": "grpo_step",
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "settings": {
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "group_size": GROUP,
+            "prompts_per_step": PROMPTS_PER_STEP,
+            "completion_tokens": COMPLETION_TOKENS,
+            "threads": 1,
+        },
+        "results": results,
+        "trl_over_arft": ratio,
+    }
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    _print_table(summary)
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _print_table(summary: dict) -> None:
+    r = summary["results"]
+    multi = r["arft-multi"]
+    print("GRPO step, tiny model, CPU, 1 thread")
+    print(f"\n{'arft, multi-turn EasyMATCoding-v0':<44}{'s/step':>9}{'share':>8}")
+    if "split" in multi:
+        total = multi["seconds_per_step"]
+        for key in ("generation", "tools", "reference", "forward_backward", "other"):
+            value = multi["split"][key]
+            print(f"  {key:<42}{value:>9.3f}{value / total:>8.0%}")
+        print(f"  {'step':<42}{total:>9.3f}")
+        print(
+            f"  ({multi['episodes_per_step']} episodes, {multi['turns_per_episode']:.1f} turns "
+            f"each, {multi['model_tokens_per_step']:.0f} model tokens, "
+            f"{multi['tool_calls_ok_per_step']:.1f} code runs that wrote an image per step; "
+            f"peak RSS {multi['peak_rss_mb']:.0f} MB)"
+        )
+    else:
+        print(f"  failed: {multi.get('error')}\n{multi.get('log_tail', '')}")
+    print(
+        f"\n{'single-turn, G=8 × 2 prompts, 64 tokens':<44}{'s/step':>9}{'tokens':>8}{'RSS MB':>9}"
+    )
+    for name in ("arft-single", "trl-single"):
+        row = r[name]
+        if "seconds_per_step" in row:
+            tokens = row.get("completion_tokens")
+            tokens = f"{tokens:>8.1f}" if tokens is not None else f"{'?':>8}"
+            print(f"  {name:<42}{row['seconds_per_step']:>9.3f}{tokens}{row['peak_rss_mb']:>9.0f}")
+        else:
+            reason = row.get("skipped") or row.get("error")
+            print(f"  {name:<42} skipped: {reason}")
+            if row.get("log_tail"):
+                print(row["log_tail"])
+    ratio = summary["trl_over_arft"]
+    if ratio is not None:
+        print(f"\nTRL seconds per step / arft seconds per step = {ratio:.2f}")
+    else:
+        print("\nno ratio: one side did not run (see above)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

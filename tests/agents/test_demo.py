@@ -1,0 +1,95 @@
+"""The demo's easy setting, its success measure, its plot, and a miniature end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from agents.demo import (
+    ENV_ID,
+    DemoSettings,
+    EasyCoding,
+    episode_success,
+    gold_kind,
+    main,
+    plot_rewards,
+)
+from agents.sft import expert_episode
+from arft_envs.report import play_episode
+
+
+def test_holdout_is_fixed_and_never_sampled():
+    a, b = EasyCoding(holdout=12), EasyCoding(holdout=12)
+    assert a.holdout_ids == b.holdout_ids and len(set(a.holdout_ids)) == 12
+    rng = np.random.default_rng(0)
+    drawn = [a.sample(rng) for _ in range(200)]
+    assert not {t.id for t in drawn} & set(a.holdout_ids)
+    assert {t.meta["degradations"][0] for t in drawn} == set(a.kinds)
+
+
+@pytest.mark.parametrize("kind", ["dark", "overexposure", "blur", "noise", "none"])
+def test_short_gold_turns_earn_the_full_return(kind):
+    from arft_envs.experts import ScriptedExpert
+
+    env = gym.make(ENV_ID, degradations=[kind], holdout=1)
+    record = play_episode(env, ScriptedExpert(), seed=5)
+    full = 4.0 if kind == "none" else 6.0  # format + accuracy per gold step
+    assert sum(record.rewards) == full
+    assert gold_kind(record.info["task_id"]) == kind
+    env.close()
+
+
+def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_policy):
+    env = gym.make(ENV_ID, degradations=["dark"], holdout=1)
+    good = expert_episode(tiny_policy, env, seed=1)
+    assert episode_success(good) == {
+        "diagnosis": True,
+        "well_formed": True,
+        "code_ran": True,
+        "success": True,
+    }
+    bad = expert_episode(
+        tiny_policy,
+        env,
+        seed=1,
+        expert=lambda obs, e: [
+            "<think> too bright </think>\n<problem> {'overexposure'} </problem>",
+            "no tags at all",
+            "<think> x </think>\n<answer> B </answer>",
+        ][sum(m["role"] == "assistant" for m in e.unwrapped.messages)],
+    )
+    flags = episode_success(bad)
+    assert flags == {"diagnosis": False, "well_formed": False, "code_ran": False, "success": False}
+    env.close()
+
+
+def test_plot_rewards_writes_a_png(tmp_path):
+    rows = [{"step": i, "reward_mean": i / 10, "reward/problem": i / 20} for i in range(1, 11)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = plot_rewards(tmp_path, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_miniature_demo_writes_its_outputs(tmp_path):
+    small = dict(
+        holdout=2, eval_samples=1, sft_steps=2, sft_episodes=2, sft_batch_size=2, steps=2,
+        group_size=2, groups_per_step=1, max_new_tokens=96, max_turns=2,
+    )  # fmt: skip
+    assert main(["--output", str(tmp_path), *_flags(small)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["heldout"]) == ["untrained", "sft", "grpo"]
+    assert summary["episodes_per_eval"] == {"sampled": 2, "greedy": 2}
+    assert (tmp_path / "reward_curve.png").is_file()
+    assert "data:image/png" in (tmp_path / "heldout.html").read_text()
+    assert (tmp_path / "train" / "metrics.jsonl").is_file()
+    assert DemoSettings().steps > small["steps"]  # the real demo is bigger
+
+
+def _flags(values: dict) -> list[str]:
+    out = []
+    for key, value in values.items():
+        out += ["--" + key.replace("_", "-"), str(value)]
+    return out

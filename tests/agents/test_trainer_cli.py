@@ -1,0 +1,97 @@
+"""``arft train``: flags over a config file over a resumed run's config, errors before any model
+loads, and a smoke run that is resumed to a longer budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agents import train_cli
+
+SMALL = [
+    "--group-size", "2", "--groups-per-step", "1", "--max-new-tokens", "12", "--max-turns", "2",
+    "--save-every", "1", "--no-progress-bar", "--report-to", "none",
+]  # fmt: skip
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Fail the test if anything tries to load a model."""
+    from agents.policy import Policy
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the configuration was checked")
+
+    monkeypatch.setattr(Policy, "from_pretrained", classmethod(refuse))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "three"], "argument --steps: expected int, got 'three'"),
+        (["--aggregation", "mean"], "invalid choice: 'mean' (choose from 'token-mean'"),
+        (["--stesp", "3"], "did you mean --steps?"),
+        (["--env", "MATCoding-v9"], "Did you mean 'MATCoding-v0'"),
+        (["--group-size", "1"], "group_size must be >= 2"),
+        (["--model", "/nowhere"], "'tiny' or a local checkpoint folder"),
+    ],
+)
+def test_bad_flags_fail_before_any_model_loads(argv, message, capsys, no_model_loads, tmp_path):
+    try:
+        code = train_cli.main([*argv, "--output", str(tmp_path / "run")])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "suffix, text, message",
+    [
+        (".yaml", "steps: 3\nlerning_rate: 0.1\n", "unknown key 'lerning_rate'"),
+        (".json", '{"beta": -1}', "beta must be >= 0"),
+        (".json", '{"steps": 3,}', "not valid JSON"),
+        (".yaml", "- a list\n", "expected a mapping"),
+    ],
+)
+def test_bad_config_files_fail_with_what_is_allowed(
+    suffix, text, message, capsys, no_model_loads, tmp_path
+):
+    path = tmp_path / f"config{suffix}"
+    path.write_text(text)
+    assert train_cli.main(["--config", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_flags_override_the_config_file(tmp_path):
+    import argparse
+
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 7\nbeta: 0.5\nenv_kwargs: {max_turns: 3}\nreport_to: [none]\n")
+    parser = argparse.ArgumentParser()
+    train_cli.add_train_command(parser.add_subparsers())
+    args = parser.parse_args(
+        ["train", "--config", str(path), "--beta", "0.1", "--env-arg", "reward_mode=paper"]
+    )
+    config = train_cli.resolve_config(args)
+    assert (config.steps, config.beta) == (7, 0.1)
+    assert config.env_kwargs == {"max_turns": 3, "reward_mode": "paper"}
+
+
+def test_train_three_steps_then_resume_to_five(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["--env", "MATCoding-v0", "--model", "tiny", "--output", str(run)]
+    assert train_cli.main([*base, "--steps", "3", *SMALL]) == 0
+    assert "run folder" in capsys.readouterr().out
+    assert train_cli.main(["--output", str(run), "--resume", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "step_000003" in out
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+    assert json.loads((run / "config.json").read_text())["steps"] == 5
+    assert (run / "final" / "model.safetensors").is_file()
+    # a changed setting is refused, before the model loads
+    assert train_cli.main(["--output", str(run), "--resume", "--beta", "0.5"]) == 2
+    assert "beta: 0.04 -> 0.5" in capsys.readouterr().err
