@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -c "from arft_envs.cli import main; raise SystemExit(main(['play', 'MATCoding-v0', '--expert', '--episodes', '6', '--report', 'runs/demo/report.html']))"
+	$(PY) -m agents.demo --output runs/demo
 
 lint: install
 	$(VENV)/bin/ruff check .

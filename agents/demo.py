@@ -322,6 +322,9 @@ class DemoSettings:
             "degradations": list(self.degradations),
             "holdout": self.holdout,
             "max_turns": self.max_turns,
+            # A malformed turn ends the episode, so the return counts it; by default the env
+            # lets the model try again, which a success measure of clean episodes would not.
+            "on_format_error": "terminate",
         }
 
 

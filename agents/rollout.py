@@ -750,14 +750,27 @@ def collect(
 _Episode = EpisodeBuilder  # the name agents.sft imported first
 
 
-def make_envs(env_id: str, num_envs: int, vectorization_mode: str = "sync", **env_kwargs):
+def make_envs(
+    env_id: str,
+    num_envs: int,
+    vectorization_mode: str = "sync",
+    *,
+    copy_observations: bool = True,
+    **env_kwargs,
+):
     """A vector env set up for :func:`collect`: autoreset disabled (the rollout resets each
-    slot itself) and, in async mode, no shared memory (the arft spaces are not arrays)."""
+    slot itself) and, in async mode, no shared memory (the arft spaces are not arrays).
+
+    ``copy_observations=False`` skips the vector env's deep copy of every observation batch
+    (a trainer that only reads them saves ~10% of a tiny model's step)."""
     if vectorization_mode not in ("sync", "async"):
         raise ValueError(
             f"vectorization_mode must be 'sync' or 'async', got {vectorization_mode!r}"
         )
-    vector_kwargs: dict[str, Any] = {"autoreset_mode": gym.vector.AutoresetMode.DISABLED}
+    vector_kwargs: dict[str, Any] = {
+        "autoreset_mode": gym.vector.AutoresetMode.DISABLED,
+        "copy": copy_observations,
+    }
     if vectorization_mode == "async":
         vector_kwargs["shared_memory"] = False
     return gym.make_vec(

@@ -819,7 +819,13 @@ class GRPOTrainer:
 
         cfg = self.config
         num_envs = cfg.num_envs or cfg.episodes_per_step
-        return make_envs(env_name(cfg.env), num_envs, cfg.vectorization, **cfg.env_kwargs)
+        return make_envs(
+            env_name(cfg.env),
+            num_envs,
+            cfg.vectorization,
+            copy_observations=False,  # collect() only reads them
+            **cfg.env_kwargs,
+        )
 
     def rollout(self, step: int, clock: _Clock | None = None) -> list[Trajectory]:
         """This process's episodes for ``step`` (groups contiguous)."""
