@@ -12,13 +12,20 @@ sandbox — in two phases, and measures it on the same held-out tasks before, be
 
 **The easy setting** (``EasyMATCoding-v0``, registered by this module): 128-px images of one
 large glyph, three degradations whose look differs (dark, overexposure, noise), and short gold
-turns (a few words of ``<think>``), so that an episode is ~110 model tokens. Rollouts and the
-held-out evaluation sample at temperature 0.7 rather than the paper's 1.0: at 1.0 the tiny
-model's flat tail breaks almost every 60-token code turn, after SFT and after RL alike.
+turns (a few words of ``<think>``), so that an episode is ~110 model tokens. Three choices
+differ from the paper's GRPO, each because the tiny model needs it:
+
+- rollouts and the held-out evaluation sample at temperature 0.7, not 1.0: at 1.0 the tiny
+  model's flat tail breaks almost every 60-token code turn, after SFT and after RL alike;
+- a malformed turn ends the episode (``on_format_error="terminate"``), so that the return
+  counts it (by default the env lets the model retry, which costs it nothing);
+- the loss is a token mean, not the paper's per-episode mean: with the latter, the tokens of
+  short (failed, terminated) episodes weigh more, which pushed down the correct turns they
+  share with successful ones, and RL made the warm-started model worse.
 
 **Success** on a held-out episode is what the agentic loop controls: every turn well-formed,
 the exact diagnosis, the repair code ran and wrote an image, and an answer was given. It is
-reported sampled (T = 0.7, two episodes per task) and greedy. Reading the glyph is reported
+reported sampled (T = 0.7, four episodes per task) and greedy. Reading the glyph is reported
 apart (answer F1, near chance): a 0.4 M-parameter model does not learn to read in minutes.
 
 Run ``python -m agents.demo --output runs/demo`` (``make demo``; about 10 minutes on one CPU
@@ -275,7 +282,7 @@ class DemoSettings:
     degradations: tuple[str, ...] = DEFAULT_DEGRADATIONS
     holdout: int = 48
     temperature: float = 0.7
-    eval_samples: int = 2
+    eval_samples: int = 4
     sft_steps: int = 300
     sft_learning_rate: float = 2e-3
     sft_batch_size: int = 8
@@ -285,6 +292,7 @@ class DemoSettings:
     groups_per_step: int = 4
     learning_rate: float = 2e-4
     beta: float = 0.04
+    aggregation: str = "token-mean"
     max_new_tokens: int = 128
     max_turns: int = 4
     threads: int = 1
@@ -302,6 +310,7 @@ class DemoSettings:
             group_size=self.group_size,
             groups_per_step=self.groups_per_step,
             beta=self.beta,
+            aggregation=self.aggregation,
             temperature=self.temperature,
             learning_rate=self.learning_rate,
             lr_schedule="constant",

@@ -115,7 +115,10 @@ class TrainConfig:
     beta: float = _f(0.04, "weight of the k3 KL to the reference model (0 drops the reference)")
     scale_advantages: bool = _f(True, "divide by the group std (False: Dr. GRPO, unscaled)")
     aggregation: str = _f(
-        "seq-mean-token-mean", f"loss reduction over tokens: one of {', '.join(AGGREGATIONS)}"
+        "seq-mean-token-mean",
+        "loss reduction: seq-mean-token-mean (the paper: mean per episode, then over episodes), "
+        "token-mean (every token weighs the same, so short episodes — e.g. ones a format error "
+        "ended — do not weigh more per token), or dr-grpo (sum over a constant)",
     )
     clip_low: float = _f(0.2, "PPO clip range below 1 (active only with several updates)")
     clip_high: float | None = _f(None, "PPO clip range above 1 (None: same as clip_low)")
