@@ -38,6 +38,7 @@ test: lint
 	$(PY) -m pytest -q -n 2 --timeout 900 $(PYTEST_ARGS)
 
 bench: install
+	$(PIP) install -q -e ".[$(EXTRAS),bench]"
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:

@@ -4,9 +4,10 @@ same single-turn workload, measured in the same run.
 Three measurements, each in its own process (so that each peak RSS is its own):
 
 - ``arft-multi``: arft's step on ``EasyMATCoding-v0`` — multi-turn episodes whose OpenCV code
-  really runs in the sandbox. The tiny model is warm-started first (untimed) so that episodes
-  hold real code turns. Split: generation, tool execution (the env's ``step``), reference
-  forward, forward/backward (with the optimizer), the rest.
+  really runs in the sandbox, in ``make demo``'s setting (two groups of 8 per step). The tiny
+  model is warm-started first as in the demo (untimed) so that episodes hold real code turns.
+  Split: generation, tool execution (the env's ``step``), reference forward, forward/backward
+  (with the optimizer), the rest.
 - ``arft-single`` and ``trl-single``: the same tiny model, prompts, group size (G = 8, two
   prompts per step), completion length (64 tokens), β = 0.04, lr 1e-6, temperature 1.0 and one
   update per batch, in arft's trainer and in ``trl.GRPOTrainer``. Single-turn text, since that
@@ -92,26 +93,17 @@ def _register_prompt_env() -> None:
 
 
 def part_arft_multi(steps: int, warmup: int, out: Path) -> dict:
-    import agents.demo  # noqa: F401  (registers EasyMATCoding-v0)
-    from agents.trainer import GRPOTrainer, TrainConfig
+    import dataclasses
 
-    config = TrainConfig(
-        env="EasyMATCoding-v0",
-        env_kwargs={"degradations": ["dark", "overexposure", "blur", "noise"], "max_turns": 4},
-        output=str(out),
-        steps=warmup + steps,
-        group_size=GROUP,
-        groups_per_step=PROMPTS_PER_STEP,
-        temperature=0.7,
-        max_new_tokens=128,
-        max_turns=4,
-        sft_steps=150,
-        sft_learning_rate=3e-3,
-        save_every=0,
-        sample_every=0,
-        report_to=("none",),
-        progress_bar=False,
-    )
+    from agents.demo import DemoSettings
+    from agents.trainer import GRPOTrainer
+
+    # The demo's setting and warm start, so that episodes hold real (mostly working) code turns.
+    demo = DemoSettings(output=str(out), groups_per_step=PROMPTS_PER_STEP, steps=warmup + steps)
+    config = dataclasses.replace(
+        demo.train_config(), output=str(out), save_every=0, sample_every=0,
+        report_to=("none",), progress_bar=False,
+    )  # fmt: skip
     trainer = GRPOTrainer(config)
     trainer.setup()
     start = time.perf_counter()
