@@ -6,7 +6,9 @@ Rows:
 
 * (a) an empty snippet;
 * (b) a 512x512 input image: rotate + Gaussian blur + PNG write and read back. For ``Sandbox``
-  the time includes sending the image in and decoding the written PNG back to an array.
+  the time includes sending the image in and returning the written PNG as an array (its pixels
+  as saved by ``cv2.imwrite``, checked against the file, so no second PNG decode; see
+  ``_imageio.ImwriteLog``).
 
 Then throughput (calls/s) of (b) with 1 and 2 workers (one calling thread per worker), next to
 bare exec in 1 and 2 processes: the scaling this machine offers at that moment (other load

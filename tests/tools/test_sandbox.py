@@ -391,3 +391,120 @@ def test_output_decoding_matches_cv2_and_pil(bwrap_sb, tmp_path):
     )
     np.testing.assert_array_equal(res.images["x.png"], rgb)
     np.testing.assert_array_equal(res.images["x.png"], np.asarray(Image.open(path).convert("RGB")))
+
+
+# --- images saved losslessly with cv2.imwrite are returned without decoding ------------------
+
+
+def _logged_cv2():
+    """A stand-in cv2 namespace whose imwrite records into a fresh log (the real cv2 is left
+    alone: the worker installs the log only inside the sandbox)."""
+    from types import SimpleNamespace
+
+    from arft_envs.tools.sandbox import _imageio
+
+    ns = SimpleNamespace(
+        imwrite=cv2.imwrite,
+        cvtColor=cv2.cvtColor,
+        COLOR_BGR2RGB=cv2.COLOR_BGR2RGB,
+        COLOR_GRAY2RGB=cv2.COLOR_GRAY2RGB,
+    )
+    log = _imageio.ImwriteLog()
+    log.install(ns)
+    return ns, log
+
+
+_BGR = np.random.default_rng(2).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "name, img, params, recorded",
+    [
+        ("x.png", _BGR, None, True),
+        ("x.PNG", _BGR, [], True),
+        ("x.bmp", _BGR, None, True),
+        ("x.png", _BGR[:, :, 0], None, True),  # grey: returned with 3 equal channels
+        ("x.png", _BGR[:, :, :1], None, True),
+        ("x.png", _BGR[:, ::-1], None, True),  # a non-contiguous view
+        ("x.jpg", _BGR, None, False),  # lossy
+        ("x.png", _BGR[:, :, 0], [cv2.IMWRITE_PNG_BILEVEL, 1], False),  # params may lose detail
+        ("x.png", _BGR.astype(np.uint16) * 257, None, False),
+        ("x.png", np.dstack([_BGR, _BGR[:, :, :1]]), None, False),  # alpha
+    ],
+)
+def test_imwrite_log_returns_exactly_what_decoding_gives(tmp_path, name, img, params, recorded):
+    from arft_envs.tools.sandbox import _imageio
+
+    ns, log = _logged_cv2()
+    path = str(tmp_path / name)
+    assert (ns.imwrite(path, img) if params is None else ns.imwrite(path, img, params)) is True
+    got = log.lookup(path)
+    assert (got is not None) == recorded
+    if recorded:
+        np.testing.assert_array_equal(got, _imageio.decode_image_file(path, 4096))
+
+
+def test_imwrite_log_ignores_files_changed_after_writing(tmp_path):
+    ns, log = _logged_cv2()
+    a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    img = _BGR.copy()
+    ns.imwrite(a, img)
+    img[:] = 0  # mutating the array afterwards does not change what was saved
+    np.testing.assert_array_equal(log.lookup(a), _BGR[:, :, ::-1])
+    ns.imwrite(b, img)
+    with open(b, "r+b") as f:  # same size, same inode, other bytes
+        f.seek(-20, os.SEEK_END)
+        f.write(bytes(20))
+    assert log.lookup(b) is None
+    Image.fromarray(_BGR).save(a)  # rewritten by another library
+    assert log.lookup(a) is None
+    assert log.lookup(str(tmp_path / "missing.png")) is None
+
+
+def test_imwrite_log_keeps_copies_within_its_budget(tmp_path):
+    from arft_envs.tools.sandbox import _imageio
+
+    ns, _ = _logged_cv2()
+    log = _imageio.ImwriteLog(max_bytes=_BGR.nbytes)
+    log.install(ns)
+    a, b = str(tmp_path / "a.png"), str(tmp_path / "b.png")
+    ns.imwrite(a, _BGR)
+    ns.imwrite(b, _BGR)
+    assert log.lookup(a) is not None and log.lookup(b) is None
+    ns.imwrite(a, _BGR[:, :, 0])  # an overwrite frees the old copy first
+    assert log.lookup(a) is not None
+
+
+def test_sandbox_returns_saved_images_as_the_files_decode(any_sb, tmp_path):
+    rgb = np.random.default_rng(3).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    code = (
+        "import cv2\n"
+        "from PIL import Image\n"
+        "im = cv2.imread('in.png')\n"
+        "cv2.imwrite('a.png', im)\n"
+        "im[:] = 0\n"
+        "cv2.imwrite('b.png', im)\n"
+        "Image.open('in.png').transpose(Image.Transpose.FLIP_LEFT_RIGHT).save('b.png')\n"
+        "cv2.imwrite('c.bmp', cv2.imread('in.png', cv2.IMREAD_GRAYSCALE))\n"
+        "cv2.imwrite('d.png', cv2.imread('in.png', 0), [cv2.IMWRITE_PNG_BILEVEL, 1])\n"
+    )
+    res = any_sb.run(code, files={"in.png": rgb})
+    assert res.status == "ok", res.describe()
+    cv2.imwrite(str(tmp_path / "in.bmp"), rgb[:, :, ::-1])  # array inputs arrive as BMP
+    grey = cv2.imread(str(tmp_path / "in.bmp"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(tmp_path / "d.png"), grey, [cv2.IMWRITE_PNG_BILEVEL, 1])
+    expected = {
+        "a.png": rgb,
+        "b.png": rgb[:, ::-1],
+        "c.bmp": np.dstack([grey] * 3),
+        "d.png": np.dstack([cv2.imread(str(tmp_path / "d.png"), cv2.IMREAD_GRAYSCALE)] * 3),
+    }
+    assert sorted(res.images) == sorted(expected)
+    for name, want in expected.items():
+        np.testing.assert_array_equal(res.images[name], want, err_msg=name)
+
+
+def test_an_imwrite_error_reads_as_it_does_outside_the_sandbox(any_sb):
+    res = any_sb.run("import cv2, numpy as np\ncv2.imwrite('x.png', np.zeros((0, 0, 3), np.uint8))")
+    assert res.status == "error" and "cv2.error" in res.stderr
+    assert "_imageio" not in res.stderr and 'File "<code>", line 2' in res.stderr
