@@ -1216,6 +1216,21 @@ def make_accelerator(config: TrainConfig):
     ddp = DistributedDataParallelKwargs(find_unused_parameters=not config.lora)
     # Several processes and no GPU: accelerate picks DDP over gloo only when told `cpu`.
     cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    sharded = [
+        name
+        for name, var in (
+            ("FSDP", "ACCELERATE_USE_FSDP"),
+            ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"),
+        )
+        if os.environ.get(var, "").lower() in ("1", "true")
+    ]
+    if cpu and sharded:
+        # `cpu=True` would quietly turn the sharded run into plain DDP.
+        raise RuntimeError(
+            f"{sharded[0]} was requested (accelerate config) but no GPU is visible; accelerate "
+            f"shards only on accelerators. On CPU use DDP over gloo: `accelerate launch "
+            f"--multi_gpu --num_processes N -m agents.cli train ...`."
+        )
     return Accelerator(
         cpu=cpu,
         mixed_precision=mixed,

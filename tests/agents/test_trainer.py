@@ -20,6 +20,7 @@ from agents.trainer import (
     GRPOTrainer,
     TrainConfig,
     lr_factor,
+    make_accelerator,
 )
 
 
@@ -295,3 +296,13 @@ def test_wandb_without_wandb_installed_says_how_to_get_it(monkeypatch):
     )
     with pytest.raises(ConfigError, match="pip install wandb"):
         TrainConfig(report_to=("tensorboard", "wandb"))
+
+
+@pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_sharding_without_a_gpu_is_refused_rather_than_run_as_ddp(monkeypatch, var):
+    # What `accelerate launch --config_file configs/accelerate_fsdp.yaml` sets, on a CPU box.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv(var, "true")
+    with pytest.raises(RuntimeError, match="no GPU is visible.*--multi_gpu"):
+        make_accelerator(TrainConfig())
