@@ -63,30 +63,60 @@ def any_sb(request):
     return request.getfixturevalue(f"{request.param}_sb")
 
 
-def stray_processes(sb: Sandbox) -> list[int]:
-    """Host pids of processes left behind by calls (not the workers themselves).
+def is_spare(pid: int, server: int) -> bool:
+    """True if ``pid`` is ``server``'s spare: the next call's process, forked ahead.
 
-    bwrap: everything under the worker's bwrap process except its init and the fork-server.
+    A spare is a child of the fork-server still in the server's process group. Every call's
+    process leaves that group before it runs any code, and seccomp stops its descendants
+    from changing group, so nothing a call leaves behind can pass for a spare.
+    """
+    try:
+        return psutil.Process(pid).ppid() == server and os.getpgid(pid) == os.getpgid(server)
+    except (OSError, psutil.Error):
+        return False
+
+
+def spare_processes(sb: Sandbox) -> list[int]:
+    """Host pids of the live spares of ``sb``'s workers."""
+    spares = []
+    for server in sb.worker_pids():
+        try:
+            kids = psutil.Process(server).children()
+        except psutil.Error:
+            continue
+        for p in kids:
+            try:
+                if is_spare(p.pid, server) and p.status() != psutil.STATUS_ZOMBIE:
+                    spares.append(p.pid)
+            except psutil.Error:
+                pass
+    return spares
+
+
+def stray_processes(sb: Sandbox) -> list[int]:
+    """Host pids of processes left behind by calls (not the workers or their spares).
+
+    bwrap: everything under the worker's bwrap process except its init, the fork-server and
+    its spare.
     process: every process still in the fork-server's session (seccomp forbids setsid, so no
-    descendant of a call can leave it) except the fork-server.
+    descendant of a call can leave it) except the fork-server and its spare.
     """
     strays = []
     for server in sb.worker_pids():
         if sb.level == "bwrap":
             init = psutil.Process(server).ppid()
             bwrap = psutil.Process(init).ppid()
-            strays += [
-                p.pid
-                for p in psutil.Process(bwrap).children(recursive=True)
-                if p.pid not in (init, server)
-            ]
+            pids = [p.pid for p in psutil.Process(bwrap).children(recursive=True)]
+            pids = [p for p in pids if p not in (init, server)]
         else:
+            pids = []
             for pid in psutil.pids():
                 try:
                     if pid != server and os.getsid(pid) == server:
-                        strays.append(pid)
+                        pids.append(pid)
                 except OSError:
                     pass
+        strays += [p for p in pids if not is_spare(p, server)]
     return strays
 
 
@@ -130,6 +160,12 @@ def sandbox_factory():
 def healthy():
     """``healthy(sb, servers_before=None)``: see :func:`assert_healthy`."""
     return assert_healthy
+
+
+@pytest.fixture(scope="session")
+def spares():
+    """``spares(sb)``: see :func:`spare_processes`."""
+    return spare_processes
 
 
 @pytest.fixture(scope="session")

@@ -489,6 +489,47 @@ def test_fork_server_memory_is_not_readable(run, any_sb):
     assert res.status == "error" and "PermissionError" in res.stderr
 
 
+# Looks through every buffer object the call's process inherited from the fork-server (each
+# in a child of its own, since a buffer left out of the fork faults when touched).
+FIND_IN_INHERITED_BUFFERS = """
+import gc, os
+secret = TOKEN[::-1].encode()
+def buffers():
+    seen = set()
+    for o in gc.get_objects():
+        d = getattr(o, "__dict__", None)
+        for v in [o, *(d.values() if isinstance(d, dict) else ()),
+                  *(o.values() if isinstance(o, dict) else ())]:
+            if isinstance(v, (bytearray, memoryview)) or type(v).__name__ in ("ndarray", "mmap"):
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    yield v
+found = 0
+for buf in buffers():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(7 if secret in bytes(memoryview(buf).cast("B")) else 0)
+        except BaseException:
+            os._exit(0)
+    found += os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
+print(found)
+"""
+
+
+@pytest.mark.parametrize("level", ["bwrap", "process"])
+def test_a_call_cannot_read_the_previous_calls_inputs_from_inherited_memory(
+    sandbox_factory, run, level
+):
+    sb = sandbox_factory(level, workers=1)
+    token = uuid.uuid4().hex
+    assert sb.run("pass", files={"in.bin": token.encode() * 512}).ok
+    code = FIND_IN_INHERITED_BUFFERS.replace("TOKEN", repr(token[::-1]))
+    res = run(sb, code)
+    assert res.ok, res.describe()
+    assert res.stdout.strip() == "0"
+
+
 @pytest.mark.parametrize(
     "call",
     ["libc.unshare(0x10000000)", "libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)"],

@@ -46,11 +46,12 @@ def bmp_header(height: int, width: int) -> bytes:
     )
 
 
-def bmp_rows(rgb: Any, scratch: dict | None = None) -> Any:
+def bmp_rows(rgb: Any, scratch: dict | None = None, alloc: Any = None) -> Any:
     """The pixel rows of a 24-bit BMP for ``rgb``: BGR, bottom-up, padded to 4 bytes.
 
     ``scratch`` (a dict the caller keeps) lets repeated calls reuse their buffers: fresh
     memory costs a page fault per 4 KiB, which is most of the cost of this function.
+    ``alloc(n)`` makes those buffers (n uint8s; default ``np.empty``).
     """
     import cv2
     import numpy as np
@@ -61,7 +62,7 @@ def bmp_rows(rgb: Any, scratch: dict | None = None) -> Any:
     def buf(key: str, shape: tuple) -> Any:
         n = int(np.prod(shape))
         if scratch.get(key) is None or scratch[key].size < n:
-            scratch[key] = np.empty(n, np.uint8)
+            scratch[key] = alloc(n) if alloc is not None else np.empty(n, np.uint8)
         return scratch[key][:n].reshape(shape)
 
     flipped = cv2.flip(np.ascontiguousarray(rgb), 0, dst=buf("flip", (h, w, 3)))

@@ -239,6 +239,13 @@ class Worker:
             pids.append(kids[0])
         return pids
 
+    def _server_children(self) -> list[tuple[int, int | None]]:
+        if not self._procs or os.getpid() != self._owner_pid:
+            return []
+        server, started = self._procs[-1]
+        kids = [(pid, _start_time(pid)) for pid in _children(server)]
+        return kids if _start_time(server) == started else []  # not a reused pid's children
+
     def terminate(self) -> None:
         """SIGKILL the worker's processes (safe from any thread; fds stay open)."""
         self.broken = True
@@ -261,6 +268,10 @@ class Worker:
         """Kill the worker and everything in it, reap it, close its pipes, remove its temp dir.
 
         Only for the thread that holds the worker (or when nobody does)."""
+        # The server's children (the spare waiting for the next call, or a running call) die
+        # with it: the spare is in the server's process group, a call by PDEATHSIG. Note them
+        # now, while they are still its children, to wait for them below.
+        procs = self._procs + self._server_children()
         self.terminate()
         if os.getpid() != self._owner_pid:
             return
@@ -274,7 +285,7 @@ class Worker:
                 proc.stderr.close()
         # Return only once every process of the worker is gone, so callers can count them.
         deadline = time.monotonic() + 5
-        while any(_running(p, t) for p, t in self._procs) and time.monotonic() < deadline:
+        while any(_running(p, t) for p, t in procs) and time.monotonic() < deadline:
             time.sleep(0.002)
         for fd in (self._req_w, self._resp_r):
             try:

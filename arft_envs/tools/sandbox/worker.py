@@ -2,22 +2,28 @@
 
 Started by the host (``sandbox.py``) as ``python -I -B worker.py REQ_FD RESP_FD``: inside
 bubblewrap for the ``bwrap`` level, as a plain process for the ``process`` level. It imports
-numpy, cv2 and PIL once, then for every request:
+numpy, cv2 and PIL once. Between calls it keeps one *spare*: the next call's process, already
+``fork()``ed, which has armed ``PDEATHSIG``, pointed stdin/stdout/stderr at /dev/null and two
+capped pipes, closed every other fd, and waits on a control pipe. Then, for every request:
 
 1. writes the input files into a fresh work dir,
-2. ``fork()``s a child that joins its own process group, arms ``PDEATHSIG``, points
-   stdin/stdout/stderr at /dev/null and two capped pipes, closes every other fd, sets rlimits,
-   clears the environment, (``process`` level) applies Landlock, loads the seccomp filter and
-   ``exec()``s the code; afterwards the same child decodes the image files the code wrote,
-3. reads the pipes until *the child itself* exits or the wall-clock deadline passes (never
+2. hands the request to the spare (forking a fresh one if the spare died), which joins its own
+   process group, sets rlimits, clears the environment, (``process`` level) applies Landlock,
+   loads the seccomp filter and ``exec()``s the code; afterwards the same process decodes the
+   image files the code wrote,
+3. reads the pipes until *that process itself* exits or the wall-clock deadline passes (never
    until pipe EOF: an orphaned grandchild may hold the pipe open forever),
 4. kills the whole process group, sweeps and reaps every remaining process,
 5. validates the decoded images; those the child did not deliver (it crashed, timed out, or
    sent garbage) are decoded by a fresh confined child,
-6. deletes everything the call wrote, and answers with one frame plus raw payloads.
+6. deletes everything the call wrote, answers with one frame plus raw payloads, and only then
+   forks the spare for the next call (so the sweep never meets it).
 
-The fork-server itself never runs untrusted code, is not dumpable (children cannot read its
-memory) and is a child subreaper (orphans come back to it to be reaped).
+Every call still runs in a new process forked from a server that never ran untrusted code;
+the spare only moves the fork out of the time the caller waits. The server's large I/O
+buffers are left out of every fork (``_unshared``). The fork-server itself is not dumpable
+(children cannot read its memory) and is a child subreaper (orphans come back to it to be
+reaped).
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import builtins
 import ctypes
 import errno
 import io
+import marshal
 import math
+import mmap
 import os
 import resource
 import select
@@ -36,6 +44,7 @@ import sys
 import time
 import traceback
 import types
+from typing import NoReturn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,7 +57,9 @@ import _seccomp  # noqa: E402
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters
 _EXIT_SETUP_FAILED = 121  # the child could not be confined; it never ran the code
+_HAND_OVER_S = 2.0  # a live spare reads its request at once; one that does not is replaced
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
 
@@ -58,11 +69,12 @@ def _prctl(option: int, arg: int) -> None:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
-def _count_tasks(uid: int) -> int:
-    """Tasks (processes and threads) whose real uid is ``uid``, as RLIMIT_NPROC counts them."""
+def _count_tasks(uid: int, skip: int = 0) -> int:
+    """Tasks (processes and threads) whose real uid is ``uid``, as RLIMIT_NPROC counts them,
+    leaving out process ``skip``."""
     n = 0
     for name in os.listdir("/proc"):
-        if not name.isdigit():
+        if not name.isdigit() or int(name) == skip:
             continue
         try:
             with open(f"/proc/{name}/status") as f:
@@ -179,11 +191,27 @@ class _Capped:
         return len(b)
 
 
+def _unshared(n: int):  # noqa: ANN202 - a numpy array; numpy is imported lazily here
+    """``n`` zeroed bytes (a uint8 array) that ``fork()`` leaves out of every child.
+
+    For the server's reusable I/O buffers. Whenever the server works, a child of it is alive
+    (the spare waiting for the request, or the running call) and shares its memory
+    copy-on-write, so every server write to an inherited page would cost a page copy. And a
+    call's process has no business reading what earlier calls sent and received, which these
+    buffers still hold (in a child, touching them faults).
+    """
+    import numpy as np
+
+    m = mmap.mmap(-1, max(n, 1))
+    m.madvise(mmap.MADV_DONTFORK)
+    return np.frombuffer(m, np.uint8)
+
+
 class _Sink:
     """Like _Capped, but reads straight into a buffer kept across calls (no fresh pages)."""
 
     def __init__(self) -> None:
-        self.buf = bytearray()
+        self.buf = _unshared(0)
         self.n = 0
         self.cap = 0
         self.dropped = 0
@@ -197,7 +225,11 @@ class _Sink:
             self.dropped += k
             return k
         if len(self.buf) - self.n < 1 << 16:
-            self.buf.extend(bytes(min(max(len(self.buf), 1 << 20), self.cap + (1 << 16))))
+            grown = _unshared(
+                len(self.buf) + min(max(len(self.buf), 1 << 20), self.cap + (1 << 16))
+            )
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
         k = os.readv(fd, [memoryview(self.buf)[self.n : min(len(self.buf), self.cap)]])
         self.n += k
         return k
@@ -227,6 +259,56 @@ def _classify_exception(e: BaseException) -> bytes:
     return b""
 
 
+class _Spare:
+    """The server's end of a forked child that waits for its request (see the module doc).
+
+    Its stdout/stderr/tag/image pipes exist before the request, so the call only has to send
+    the request down ``ctl``.
+    """
+
+    def __init__(self, pid: int, ctl: int, out: int, err: int, tag: int, img: int) -> None:
+        self.pid, self.ctl, self.out, self.err, self.tag, self.img = pid, ctl, out, err, tag, img
+        self.reaped = False
+
+    def alive(self) -> bool:
+        """False if it died or was stopped while waiting (e.g. signalled from outside)."""
+        if self.reaped:
+            return False
+        pid, status = os.waitpid(self.pid, os.WNOHANG | os.WUNTRACED)
+        if pid == 0:
+            return True
+        self.reaped = not os.WIFSTOPPED(status)  # a stopped one is discarded unreaped
+        return False
+
+    def hand_over(self, request: bytes) -> None:
+        """Send the request; raises OSError or TimeoutError if the child does not take it."""
+        _protocol.send_all(
+            self.ctl, [len(request).to_bytes(8, "little"), request], time.monotonic() + _HAND_OVER_S
+        )
+        os.close(self.ctl)
+        self.ctl = -1
+
+    def discard(self) -> None:
+        """Kill and reap it (it never received a request) and close the server's ends."""
+        if not self.reaped:
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # our unreaped child: the pid is still ours
+            except OSError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.reaped = True
+        for fd in (self.ctl, self.out, self.err, self.tag, self.img):
+            if fd >= 0:
+                os.close(fd)
+        self.ctl = self.out = self.err = self.tag = self.img = -1
+
+
+def _receive_request(fd: int) -> tuple:
+    """Child side: the request the server handed over (EOFError if it closed the pipe)."""
+    n = int.from_bytes(_protocol.read_exact(fd, 8), "little")
+    return marshal.loads(_protocol.read_exact(fd, n))
+
+
 class Server:
     """The fork-server loop; see the module docstring."""
 
@@ -242,9 +324,10 @@ class Server:
         self.calls = 0
         self.pid = os.getpid()
         self.base_env = dict(cfg["env"])
-        self._inbuf = bytearray()
+        self._inbuf = _unshared(0)
         self._scratch: dict = {}
         self._image_sink = _Sink()
+        self.spare: _Spare | None = None
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -309,7 +392,18 @@ class Server:
         )
 
     def serve(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if self.spare is not None:  # PDEATHSIG would kill it too; do not leave it to that
+                self.spare.discard()
+
+    def _serve(self) -> None:
         while True:
+            # The previous call is fully finished (swept, wiped, answered): fork the next
+            # call's process now, while the host is busy with the answer.
+            if self.spare is None:
+                self.spare = self._fork_spare()
             try:
                 req = _protocol.read_frame(self.req_fd)
             except EOFError:
@@ -335,15 +429,11 @@ class Server:
         # per 4 KiB, which is most of the cost of moving an image.
         total = sum(f["len"] for f in req["files"])
         if len(self._inbuf) < total:
-            self._inbuf = bytearray(total)
+            self._inbuf = _unshared(total)
         _protocol.read_into(self.req_fd, memoryview(self._inbuf)[:total])
         lim = req["limits"]
         wall = float(req["wall_s"])
 
-        if self.level == "process" and not self.cfg.get("drop_to"):
-            # Same uid as the (non-root) host: RLIMIT_NPROC counts all of the user's tasks,
-            # which change over time, so count them again before each call.
-            self.nproc_base = _count_tasks(os.getuid())
         self.calls += 1
         job = os.path.join(self.workdir, f"job-{self.calls}")
         os.mkdir(job, 0o700)
@@ -359,7 +449,7 @@ class Server:
                     if f["kind"] == "rgb":
                         arr = np.frombuffer(data, dtype=np.uint8).reshape(f["shape"])
                         fh.write(_imageio.bmp_header(*arr.shape[:2]))
-                        fh.write(_imageio.bmp_rows(arr, self._scratch))
+                        fh.write(_imageio.bmp_rows(arr, self._scratch, _unshared))
                     else:
                         fh.write(data)
                 st = os.stat(path)
@@ -373,31 +463,9 @@ class Server:
             )
             return
 
-        # Only our read ends are non-blocking: O_NONBLOCK on a write end would make the
-        # code's print() fail with EAGAIN when the pipe is full.
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        tag_r, tag_w = os.pipe2(os.O_CLOEXEC)
-        img_r, img_w = os.pipe2(os.O_CLOEXEC)
-        for fd in (out_r, err_r, tag_r, img_r):
-            os.set_blocking(fd, False)
-        _grow_pipe(img_r)
-        started = time.monotonic()
+        child, started = self._start_call(code, lim, job, written, wall)
+        pid, out_r, err_r, tag_r, img_r = child.pid, child.out, child.err, child.tag, child.img
         deadline = started + wall
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            rc = _EXIT_SETUP_FAILED
-            try:
-                os.close(out_r), os.close(err_r), os.close(tag_r), os.close(img_r)
-                self._confine(lim, job, (out_w, err_w), keep=[tag_w, img_w])
-                os.write(tag_w, b"C")  # confined: from here on only untrusted code runs
-                rc = 1  # if even our reporting below is interrupted, it is the code's error
-                rc = _run_untrusted(code, tag_w)
-                _emit_own_images(img_w, job, written, lim, deadline)
-            finally:
-                os._exit(rc)
-        for fd in (out_w, err_w, tag_w, img_w):
-            os.close(fd)
         _protocol.write_all(
             self.resp_fd, _protocol.pack_frame({"ev": "started", "id": req["id"], "pid": pid})
         )
@@ -475,6 +543,86 @@ class Server:
         if not healthy:
             raise SystemExit(0)  # the host sees EOF after this answer and replaces us
 
+    # --- the spare: the next call's process, forked ahead of time ----------------------------
+
+    def _fork_spare(self) -> _Spare:
+        """Fork a child that does everything a call needs but the request, then waits for it."""
+        # Only the server's ends are non-blocking: O_NONBLOCK on a write end would make the
+        # code's print() fail with EAGAIN when the pipe is full.
+        ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        tag_r, tag_w = os.pipe2(os.O_CLOEXEC)
+        img_r, img_w = os.pipe2(os.O_CLOEXEC)
+        for fd in (ctl_w, out_r, err_r, tag_r, img_r):
+            os.set_blocking(fd, False)
+        _grow_pipe(img_r)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                for fd in (ctl_w, out_r, err_r, tag_r, img_r):
+                    os.close(fd)
+                self._run_spare(ctl_r, (out_w, err_w), tag_w, img_w)
+            finally:
+                os._exit(_EXIT_SETUP_FAILED)
+        for fd in (ctl_r, out_w, err_w, tag_w, img_w):
+            os.close(fd)
+        return _Spare(pid, ctl_w, out_r, err_r, tag_r, img_r)
+
+    def _run_spare(self, ctl: int, outs: tuple[int, int], tag_w: int, img_w: int) -> NoReturn:
+        """Child side: prepare, wait for the request, confine, run the code, exit."""
+        rc = _EXIT_SETUP_FAILED
+        try:
+            self._prepare_child(outs, keep=[ctl, tag_w, img_w])
+            try:
+                code, lim, job, written, deadline, nproc_base = _receive_request(ctl)
+            except EOFError:
+                rc = 0  # the server shut down before a request came
+                return
+            os.close(ctl)
+            self._confine(lim, job, nproc_base)
+            os.write(tag_w, b"C")  # confined: from here on only untrusted code runs
+            rc = 1  # if even our reporting below is interrupted, it is the code's error
+            rc = _run_untrusted(code, tag_w)
+            _emit_own_images(img_w, job, written, lim, deadline)
+        finally:
+            os._exit(rc)
+
+    def _start_call(self, code: bytes, lim: dict, job: str, written: dict, wall: float):
+        """Hand the request to the spare; returns it and the call's start time.
+
+        A spare that died while waiting (or does not read) is replaced by a fresh fork, so
+        the call never fails because of it. The wall clock starts at the hand-over.
+        """
+        for _ in range(2):
+            child, self.spare = self.spare, None
+            if child is None or not child.alive():
+                if child is not None:
+                    child.discard()
+                child = self._fork_spare()
+            started = time.monotonic()
+            request = marshal.dumps(
+                (code, lim, job, written, started + wall, self._nproc_base(child.pid))
+            )
+            try:
+                # Both sides set the group (the child again after reading), so the server's
+                # killpg() can never miss the call, however soon it comes.
+                os.setpgid(child.pid, child.pid)
+                child.hand_over(request)
+                return child, started
+            except (OSError, TimeoutError):
+                child.discard()
+        raise RuntimeError("a freshly forked child did not take its request")
+
+    def _nproc_base(self, spare_pid: int) -> int:
+        """Tasks of our uid that the call's RLIMIT_NPROC must allow besides its own."""
+        if self.level == "process" and not self.cfg.get("drop_to"):
+            # Same uid as the (non-root) host: RLIMIT_NPROC counts all of the user's tasks,
+            # which change over time, so count them again before each call. The spare is
+            # the call's own first task, which the call's ``nproc`` already includes.
+            self.nproc_base = _count_tasks(os.getuid(), skip=spare_pid)
+        return self.nproc_base
+
     def _wipe(self) -> bool:
         """Delete everything under the work area that was not there at start; True if clean."""
         for _ in range(3):
@@ -487,10 +635,9 @@ class Server:
                     _force_rmtree(path)
         return not (set(_snapshot(self.workdir)) - self.baseline)
 
-    def _confine(self, lim: dict, job: str, outs: tuple[int, int], keep: list[int]) -> None:
-        """Child side: everything between fork() and running untrusted code."""
-        os.setpgid(0, 0)
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    def _prepare_child(self, outs: tuple[int, int], keep: list[int]) -> None:
+        """Child side, before the request: what does not depend on it."""
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # a spare must not outlive the server
         if os.getppid() != self.pid:
             os._exit(_EXIT_SETUP_FAILED)
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -498,13 +645,18 @@ class Server:
         os.dup2(outs[0], 1)
         os.dup2(outs[1], 2)
         _close_all_but(sorted({0, 1, 2, *keep, *self.keep_fds}))
+        _keep_freed_memory()
+
+    def _confine(self, lim: dict, job: str, nproc_base: int) -> None:
+        """Child side, after the request: the limits and confinement of this call."""
+        os.setpgid(0, 0)
         cpu = math.ceil(lim["cpu_s"])
         for res, value in (
             (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU at cpu s, SIGKILL one second later
             (resource.RLIMIT_AS, lim["memory_bytes"]),
             (resource.RLIMIT_FSIZE, lim["fsize_bytes"]),
             (resource.RLIMIT_NOFILE, lim["nofile"]),
-            (resource.RLIMIT_NPROC, self.nproc_base + lim["nproc"]),
+            (resource.RLIMIT_NPROC, nproc_base + lim["nproc"]),
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(res, value if isinstance(value, tuple) else (value, value))
@@ -776,6 +928,19 @@ def _parse_images(data: memoryview, names: list, lim: dict) -> tuple[dict, dict]
     except _protocol.ProtocolError:
         pass
     return images, errors
+
+
+def _keep_freed_memory() -> None:
+    """Child side: let glibc reuse freed memory instead of giving it back to the kernel.
+
+    Image code allocates and frees buffers of hundreds of KiB over and over. By default
+    glibc serves each from a fresh mmap (or trims the heap on free), so every buffer costs a
+    page fault per 4 KiB again; how often depends on what the server happened to free
+    before the fork. These fixed thresholds (glibc's own dynamic maximum for mmap) keep a
+    short-lived call's heap pages for reuse; RLIMIT_AS bounds it exactly as before.
+    """
+    _libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    _libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
 
 
 def _has_children() -> bool:
