@@ -271,6 +271,16 @@ def test_work_dir_is_fresh_per_call(any_sb):
 # --- the none level -------------------------------------------------------------------------
 
 
+def test_opencv_warnings_read_the_same_every_run(any_sb):
+    # OpenCV stamps its log lines with the time since it loaded ("[ WARN:0@0.088]"); in a
+    # tool message that made the model's context, and so training, differ between runs.
+    code = "import cv2\nassert cv2.imread('missing.png') is None\n"
+    first, second = any_sb.run(code), any_sb.run(code)
+    assert first.status == second.status == "ok"
+    assert "can't open/read file" in first.stderr
+    assert "[ WARN:0]" in first.stderr and first.stderr == second.stderr
+
+
 @pytest.fixture(scope="module")
 def none_sb():
     with warnings.catch_warnings():

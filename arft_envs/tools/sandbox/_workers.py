@@ -42,12 +42,15 @@ _SLACK_S = 10.0  # host watchdog margin beyond the worker's own deadlines
 _PRIVATE_UID_BASE = 2_000_000_000
 _PRIVATE_UID_SPAN = 100_000_000
 _LIMIT_NAMES = ("wall", "cpu", "memory", "fsize", "disk", "nofile", "nproc", "setup")
-#: Environment of every worker (and of the code it runs), besides HOME/TMPDIR/PWD.
-THREAD_ENV = {
+#: Environment of every worker (and of the code it runs), besides HOME/TMPDIR/PWD: one thread
+#: per numeric library, and OpenCV log lines without their clock (``[ WARN:0@0.088] …``), which
+#: would make the tool message the model reads differ from run to run.
+WORKER_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
+    "OPENCV_LOG_TIMESTAMP": "0",
 }
 
 
@@ -121,7 +124,7 @@ class Worker:
         self._owner_pid = os.getpid()
         self._procs: list[tuple[int, int | None]] = []
         root = os.geteuid() == 0
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **THREAD_ENV}
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **WORKER_ENV}
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
         for fd in (self._req_w, self._resp_r):

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from . import _bwrap, _imageio, _inprocess, _protocol
-from ._workers import THREAD_ENV, NotStarted, Pool, Worker
+from ._workers import WORKER_ENV, NotStarted, Pool, Worker
 from .errors import SandboxError, SandboxWarning
 from .limits import SandboxLimits, format_bytes
 from .result import ExecResult
@@ -336,7 +336,7 @@ class Sandbox:
             problems.append("code can signal its parent")
         if r["nproc"] != "limited":
             problems.append(f"RLIMIT_NPROC does not hold ({r['forked']} forks succeeded)")
-        allowed_env = {"PATH", "LANG", "HOME", "TMPDIR", "PWD", *THREAD_ENV}
+        allowed_env = {"PATH", "LANG", "HOME", "TMPDIR", "PWD", *WORKER_ENV}
         if set(r["env"]) - allowed_env:
             problems.append(
                 f"unexpected environment variables {sorted(set(r['env']) - allowed_env)}"
