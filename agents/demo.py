@@ -8,8 +8,9 @@ sandbox — in two phases, and measures it on the same held-out tasks before, be
 2. **after SFT**: a supervised warm start on scripted-expert episodes (:mod:`agents.sft`)
    teaches the three turns: diagnose, repair with code, answer;
 3. **after GRPO**: RL on live episodes (:mod:`agents.trainer`) improves what the warm start
-   left uncertain, mostly the diagnosis. How much depends on the seed (README, "The demo"):
-   where SFT already diagnoses nearly every task, RL has not made sampled turns more reliable.
+   left uncertain, mostly the diagnosis. The gain is small and depends on the seed (README,
+   "The demo"): where SFT already diagnoses nearly every task, RL has not made sampled turns
+   more reliable.
 
 **The easy setting** (``EasyMATCoding-v0``, registered by this module): 128-px images of one
 large glyph, three degradations whose look differs (dark, overexposure, noise), and short gold
