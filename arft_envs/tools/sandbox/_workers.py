@@ -130,7 +130,7 @@ class Worker:
         for fd in (self._req_w, self._resp_r):
             os.set_inheritable(fd, False)
             os.set_blocking(fd, False)
-            _grow_pipe(fd)
+            _protocol.grow_pipe(fd)
         drop_to = None
         try:
             if level == "bwrap":
@@ -510,16 +510,6 @@ def _children(pid: int) -> list[int]:
             return [int(x) for x in f.read().split()]
     except (OSError, ValueError):
         return []
-
-
-def _grow_pipe(fd: int) -> None:
-    """Use 1 MiB pipe buffers where allowed: fewer wake-ups when images cross."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ
-    except OSError:
-        pass
 
 
 # --- the pool -----------------------------------------------------------------------------------

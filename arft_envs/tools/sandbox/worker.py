@@ -556,7 +556,7 @@ class Server:
         img_r, img_w = os.pipe2(os.O_CLOEXEC)
         for fd in (ctl_w, out_r, err_r, tag_r, img_r):
             os.set_blocking(fd, False)
-        _grow_pipe(img_r)
+        _protocol.grow_pipe(img_r)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             try:
@@ -950,17 +950,6 @@ def _has_children() -> bool:
             return bool(f.read().strip())
     except OSError:
         return False
-
-
-def _grow_pipe(fd: int) -> None:
-    """Give the pipe a 1 MiB buffer where allowed, so a 512x512 image crosses in one write
-    instead of sixteen 64 KiB round trips between the child and the server."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-    except (OSError, AttributeError):
-        pass
 
 
 def _close_all_but(keep: list[int]) -> None:
