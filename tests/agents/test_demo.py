@@ -12,9 +12,11 @@ from agents.demo import (
     ENV_ID,
     DemoSettings,
     EasyCoding,
+    Evaluation,
     episode_success,
     gold_kind,
     main,
+    paired_gain,
     plot_rewards,
 )
 from agents.sft import expert_episode
@@ -42,6 +44,19 @@ def test_short_gold_turns_earn_the_full_return(kind):
     env.close()
 
 
+def _bad_episode(policy, env, seed):
+    return expert_episode(
+        policy,
+        env,
+        seed=seed,
+        expert=lambda obs, e: [
+            "<think> too bright </think>\n<problem> {'overexposure'} </problem>",
+            "no tags at all",
+            "<think> x </think>\n<answer> B </answer>",
+        ][sum(m["role"] == "assistant" for m in e.unwrapped.messages)],
+    )
+
+
 def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_policy):
     env = gym.make(ENV_ID, degradations=["dark"], holdout=1)
     good = expert_episode(tiny_policy, env, seed=1)
@@ -51,19 +66,32 @@ def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_pol
         "code_ran": True,
         "success": True,
     }
-    bad = expert_episode(
-        tiny_policy,
-        env,
-        seed=1,
-        expert=lambda obs, e: [
-            "<think> too bright </think>\n<problem> {'overexposure'} </problem>",
-            "no tags at all",
-            "<think> x </think>\n<answer> B </answer>",
-        ][sum(m["role"] == "assistant" for m in e.unwrapped.messages)],
-    )
+    bad = _bad_episode(tiny_policy, env, seed=1)
     flags = episode_success(bad)
     assert flags == {"diagnosis": False, "well_formed": False, "code_ran": False, "success": False}
     env.close()
+
+
+def test_paired_gain_compares_the_same_tasks_and_resamples_tasks(tiny_policy):
+    env = gym.make(ENV_ID, degradations=["dark"], holdout=1)
+    good_a, bad_a = expert_episode(tiny_policy, env, seed=1), _bad_episode(tiny_policy, env, 1)
+    good_b, bad_b = expert_episode(tiny_policy, env, seed=2), _bad_episode(tiny_policy, env, 2)
+    env.close()
+    assert good_a.task_id != good_b.task_id
+
+    def ev(*trajectories):
+        return Evaluation(0, 0, 0, 0, 0, 0, len(trajectories), list(trajectories))
+
+    # task A: 0/2 -> 2/2 (+1); task B: 1/2 -> 1/2 (0); the mean over tasks is +0.5.
+    before = ev(bad_a, bad_a, good_b, bad_b)
+    after = ev(good_a, good_a, bad_b, good_b)
+    gain = paired_gain(before, after)
+    assert gain["gain"] == 0.5 and gain["tasks"] == 2
+    assert gain["ci95"] == [0.0, 1.0]  # a two-task bootstrap: means of 0, 0.5 or 1
+    assert paired_gain(after, before)["gain"] == -0.5
+    assert paired_gain(before, before) == {"gain": 0.0, "ci95": [0.0, 0.0], "tasks": 2}
+    with pytest.raises(ValueError, match="same"):
+        paired_gain(before, ev(good_a))
 
 
 def test_plot_rewards_writes_a_png(tmp_path):
@@ -82,6 +110,8 @@ def test_a_miniature_demo_writes_its_outputs(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["heldout"]) == ["untrained", "sft", "grpo"]
     assert summary["episodes_per_eval"] == {"sampled": 2, "greedy": 2}
+    assert set(summary["grpo_minus_sft"]) == {"sampled", "greedy"}
+    assert summary["grpo_minus_sft"]["sampled"]["tasks"] == 2
     assert (tmp_path / "reward_curve.png").is_file()
     assert "data:image/png" in (tmp_path / "heldout.html").read_text()
     assert (tmp_path / "train" / "metrics.jsonl").is_file()
