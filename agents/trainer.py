@@ -45,7 +45,7 @@ import os
 import shutil
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.algorithms.grpo import AGGREGATIONS, group_advantages, policy_loss
+from agents.algorithms.grpo import (
+    AGGREGATIONS,
+    group_advantages,
+    policy_loss,
+    turn_advantages,
+)
 from agents.images import ImageBudget
 from agents.policy import DTYPES, LoraSettings, Policy
 from agents.rollout import RolloutConfig, Trajectory, collect, make_envs
 from agents.sft import sft_loss
 
 LR_SCHEDULES = ("linear", "constant", "cosine")
+CREDITS = ("episode", "turn")
 MIXED_PRECISIONS = ("auto", "no", "bf16", "fp16")
 REPORTERS = ("tensorboard", "wandb", "none")
 VECTORIZATION_MODES = ("sync", "async")
@@ -114,6 +120,12 @@ class TrainConfig:
     groups_per_step: int = _f(2, "tasks per step on each process")
     beta: float = _f(0.04, "weight of the k3 KL to the reference model (0 drops the reference)")
     scale_advantages: bool = _f(True, "divide by the group std (False: Dr. GRPO, unscaled)")
+    credit: str = _f(
+        "episode",
+        "what a token's advantage compares: 'episode' (its episode's return, the paper's GRPO) "
+        "or 'turn' (its turn's own reward against the group's same-numbered turns, as in the "
+        "paper's one-row-per-step data)",
+    )
     aggregation: str = _f(
         "seq-mean-token-mean",
         "loss reduction: seq-mean-token-mean (the paper: mean per episode, then over episodes), "
@@ -197,6 +209,10 @@ class TrainConfig:
         )
         need(self.groups_per_step >= 1, f"groups_per_step must be >= 1, got {self.groups_per_step}")
         need(self.beta >= 0, f"beta must be >= 0 (0 turns the KL term off), got {self.beta}")
+        need(
+            self.credit in CREDITS,
+            f"credit must be one of {', '.join(CREDITS)}, got {self.credit!r}",
+        )
         need(
             self.aggregation in AGGREGATIONS,
             f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}",
@@ -494,7 +510,9 @@ class GRPOTrainer:
 
     ``train()`` does everything; ``setup()``, ``warm_start()``, ``run()`` and ``finish()`` are
     its parts, for callers that evaluate in between (the demo). ``policy`` may be passed in
-    (tests reuse one tiny model); otherwise it is loaded from ``config.model``.
+    (tests reuse one tiny model); otherwise it is loaded from ``config.model``. ``expert``,
+    ``expert(obs, env) -> turn``, writes the warm start's demonstrations (default: the env's
+    gold turns, :class:`arft_envs.experts.ScriptedExpert`).
     """
 
     def __init__(
@@ -504,8 +522,10 @@ class GRPOTrainer:
         resume: bool = False,
         policy: Policy | None = None,
         accelerator=None,
+        expert: Callable[[Any, Any], str] | None = None,
     ):
         self.config = config
+        self.expert = expert
         self.resume = resume
         self.output = Path(config.output)
         self.accelerator = accelerator or make_accelerator(config)
@@ -632,7 +652,12 @@ class GRPOTrainer:
         seeds = [SFT_SEED_BASE + cfg.seed * 1_000_003 + i for i in range(cfg.sft_episodes)]
         seeds = seeds[rank::world]
         demos = expert_trajectories(
-            policy, env_name(cfg.env), seeds, env_kwargs=cfg.env_kwargs, config=rollout_cfg
+            policy,
+            env_name(cfg.env),
+            seeds,
+            env_kwargs=cfg.env_kwargs,
+            config=rollout_cfg,
+            expert=self.expert,
         )
         returns = [t.episode_return for t in demos]
         self._print(
@@ -873,10 +898,23 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ losses
 
-    def advantages(self, trajectories: Sequence[Trajectory]) -> torch.Tensor:
-        """(B,) group-relative advantages of the episodes' returns."""
+    def advantages(self, trajectories: Sequence[Trajectory]) -> torch.Tensor | list[torch.Tensor]:
+        """Group-relative advantages: (B,) of the episodes' returns, or with ``credit='turn'``
+        one (n_tokens,) row per episode where each sampled token carries its turn's."""
+        cfg = self.config
+        if cfg.credit == "turn":
+            per_turn = turn_advantages(
+                [t.rewards for t in trajectories], cfg.group_size, scale=cfg.scale_advantages
+            )
+            rows = []
+            for t, values in zip(trajectories, per_turn, strict=True):
+                row = torch.zeros(len(t.input_ids))
+                for (start, end), value in zip(t.turn_spans, values, strict=False):
+                    row[start:end] = value  # a turn generated but never stepped keeps 0
+                rows.append(row)
+            return rows
         returns = torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)
-        return group_advantages(returns, self.config.group_size, scale=self.config.scale_advantages)
+        return group_advantages(returns, cfg.group_size, scale=cfg.scale_advantages)
 
     def _micro_batches(self, index: Sequence[int]) -> list[list[int]]:
         n = self.config.gradient_accumulation_steps
@@ -923,7 +961,7 @@ class GRPOTrainer:
     def update(
         self,
         trajectories: Sequence[Trajectory],
-        advantages: torch.Tensor,
+        advantages: torch.Tensor | list[torch.Tensor],
         ref: list[torch.Tensor] | None = None,
         old: list[torch.Tensor] | None = None,
         *,
@@ -980,7 +1018,7 @@ class GRPOTrainer:
                         out = policy_loss(
                             logp,
                             old_logp.to(logp.device),
-                            advantages[chunk].to(logp.device),
+                            _chunk(advantages, chunk, length).to(logp.device),
                             mask,
                             None if ref_logp is None else ref_logp.to(logp.device),
                             beta=cfg.beta,
@@ -1259,6 +1297,15 @@ def _adapters_only(models, weights, output_dir) -> None:
         for key in list(state):
             if key not in trainable and key.removeprefix("module.") not in trainable:
                 del state[key]
+
+
+def _chunk(
+    advantages: torch.Tensor | list[torch.Tensor], chunk: Sequence[int], length: int
+) -> torch.Tensor:
+    """The advantages of ``chunk``: (b,) per episode, or (b, length) per token."""
+    if isinstance(advantages, torch.Tensor):
+        return advantages[chunk]
+    return _pad([advantages[i] for i in chunk], length)
 
 
 def _pad(rows: Sequence[torch.Tensor], length: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ ratio is 1 and clipping is inactive, which is the paper's setting (paper.md §3.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,38 @@ def group_advantages(
         std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(centred)
         centred = centred / (std + eps)
     return centred.reshape(-1)
+
+
+def turn_advantages(
+    turn_rewards: Sequence[Sequence[float]], group_size: int, scale: bool = True, eps: float = 1e-4
+) -> list[list[float]]:
+    """Per-turn advantages: turn k of an episode against turn k of the group's other episodes
+    that reached it, ``(r_k - mean) / (std + eps)`` (or unscaled), each on its own reward.
+
+    The paper trains MAT-Coding on one row per step: G completions of the same prefix, each
+    scored by that step's reward. Turn 0 of a live group is exactly that (one prompt for the
+    whole group); later turns are compared with the group's same-numbered turns, whose
+    histories may differ. A turn that only one episode of its group reached gets 0.
+
+    turn_rewards: B sequences (episode i's reward per turn), groups of ``group_size``
+    contiguous. Returns B lists of the same lengths.
+    """
+    if len(turn_rewards) % group_size:
+        raise ValueError(
+            f"need a multiple of group_size={group_size} episodes, got {len(turn_rewards)}"
+        )
+    out = [[0.0] * len(r) for r in turn_rewards]
+    for start in range(0, len(turn_rewards), group_size):
+        members = range(start, start + group_size)
+        for k in range(max(len(turn_rewards[i]) for i in members)):
+            reached = [i for i in members if len(turn_rewards[i]) > k]
+            if len(reached) < 2:
+                continue
+            values = torch.tensor([float(turn_rewards[i][k]) for i in reached])  # (n,)
+            centred = group_advantages(values, len(reached), scale=scale, eps=eps)
+            for i, value in zip(reached, centred.tolist(), strict=True):
+                out[i][k] = value
+    return out
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -91,7 +124,7 @@ def policy_loss(
 ) -> LossOutput:
     """The clipped GRPO surrogate plus β·k3 KL, aggregated over model tokens.
 
-    logp, old_logp, ref_logp, mask: (B,T); advantages: (B,). ``old_logp`` are the sampling
+    logp, old_logp, ref_logp, mask: (B,T); advantages: (B,) per sequence or (B,T) per token. ``old_logp`` are the sampling
     log-probs (detached); ``ref_logp`` the frozen reference's (needed when ``beta > 0``).
     """
     if beta > 0 and ref_logp is None:
@@ -99,7 +132,8 @@ def policy_loss(
     clip_high = clip_low if clip_high is None else clip_high
     mask_f = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp.detach())  # (B,T)
-    adv = advantages.detach().unsqueeze(1)  # (B,1)
+    adv = advantages.detach()
+    adv = adv.unsqueeze(1) if adv.ndim == 1 else adv  # (B,1), or (B,T) per token
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv
     surrogate = -torch.minimum(unclipped, clipped)  # (B,T)

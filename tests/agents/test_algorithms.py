@@ -11,6 +11,7 @@ from agents.algorithms.grpo import (
     group_advantages,
     k3_kl,
     policy_loss,
+    turn_advantages,
 )
 from agents.algorithms.ppo import gae, value_loss
 
@@ -33,6 +34,23 @@ def test_group_advantages_scaled_and_unscaled():
     assert group_advantages(torch.ones(4), 4).tolist() == [0, 0, 0, 0]
     with pytest.raises(ValueError, match="multiple of group_size"):
         group_advantages(torch.ones(5), 2)
+
+
+def test_turn_advantages_compare_each_turn_with_the_same_turn_of_the_group():
+    # one group of 3: turn 0 rewards (2, 1, 0); turn 1 reached by two, (1, 3); turn 2 by one
+    rewards = [[2.0, 1.0, 5.0], [1.0, 3.0], [0.0]]
+    out = turn_advantages(rewards, group_size=3, scale=False)
+    assert out == [[1.0, -1.0, 0.0], [0.0, 1.0], [-1.0]]
+    scaled = turn_advantages(rewards, group_size=3)
+    # turn 0: unbiased std 1; turn 1: std sqrt(2)
+    assert scaled[0][:2] == pytest.approx([1 / 1.0001, -1 / (math.sqrt(2) + 1e-4)], rel=1e-5)
+    assert scaled[2] == pytest.approx([-1 / 1.0001], rel=1e-5)
+    # two groups stay apart, and a single-turn batch is the episode-level GRPO
+    flat = [[1.0], [0.0], [4.0], [4.0]]
+    assert turn_advantages(flat, 2) == [[a] for a in group_advantages(torch.tensor(
+        [1.0, 0.0, 4.0, 4.0]), 2).tolist()]  # fmt: skip
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        turn_advantages(rewards, group_size=2)
 
 
 def test_k3_kl_values():

@@ -109,8 +109,17 @@ def test_warm_start_in_the_trainer_is_the_reference_and_is_not_repeated(tiny_pol
         tmp_path, 1, env=EASY, max_new_tokens=128, max_turns=3, sft_steps=3, sft_episodes=4,
         sft_batch_size=2, sft_learning_rate=1e-3,
     )  # fmt: skip
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    from arft_envs.experts import ScriptedExpert
+
+    turns = []
+
+    def expert(obs, env):  # the caller's demonstrator writes the warm start's episodes
+        turns.append(ScriptedExpert()(obs, env))
+        return turns[-1]
+
+    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy), expert=expert)
     trainer.train()
+    assert len(turns) >= cfg.sft_episodes  # every episode has at least a diagnosis turn
     rows = [json.loads(x) for x in (tmp_path / "sft_metrics.jsonl").read_text().splitlines()]
     assert [r["sft_step"] for r in rows] == [1, 2, 3]
     assert rows[-1]["loss"] < rows[0]["loss"]
@@ -124,8 +133,10 @@ def test_warm_start_in_the_trainer_is_the_reference_and_is_not_repeated(tiny_pol
             "env", "max_new_tokens", "max_turns", "sft_steps", "sft_episodes", "sft_batch_size",
             "sft_learning_rate",
         )
-    }), resume=True)  # fmt: skip
+    }), resume=True, expert=expert)  # fmt: skip
+    calls = len(turns)
     resumed.train()
+    assert len(turns) == calls
     rows = (tmp_path / "sft_metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # the warm start did not run again
     steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

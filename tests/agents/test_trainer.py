@@ -57,6 +57,7 @@ def test_defaults_are_the_papers():
         ({"temperature": 0.0}, "temperature must be > 0"),
         ({"beta": -1.0}, "beta must be >= 0"),
         ({"aggregation": "mean"}, "aggregation must be one of token-mean"),
+        ({"credit": "token"}, "credit must be one of episode, turn"),
         ({"num_minibatches": 3}, "must divide the 16 episodes"),
         ({"gradient_accumulation_steps": 5}, "must divide the 16 episodes of a minibatch"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of linear, constant, cosine"),
@@ -96,13 +97,19 @@ def test_lr_schedules():
 # ---------------------------------------------------------------------- the maths of a step
 
 
-@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean"])
-def test_advantages_loss_and_gradient_match_a_hand_computation(tiny_policy, tmp_path, aggregation):
+@pytest.mark.parametrize(
+    "aggregation, credit",
+    [("token-mean", "episode"), ("seq-mean-token-mean", "episode"), ("token-mean", "turn")],
+)
+def test_advantages_loss_and_gradient_match_a_hand_computation(
+    tiny_policy, tmp_path, aggregation, credit
+):
     cfg = small_config(
         tmp_path,
         1,
         beta=0.1,
         aggregation=aggregation,
+        credit=credit,
         gradient_accumulation_steps=2,
         max_grad_norm=0.0,
     )
@@ -123,7 +130,17 @@ def test_advantages_loss_and_gradient_match_a_hand_computation(tiny_policy, tmp_
         group = returns[4 * g : 4 * g + 4]
         expected += list((group - group.mean()) / (group.std(ddof=1) + 1e-4))
     advantages = trainer.advantages(batch)
-    assert advantages.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    if credit == "turn":  # one turn per episode here: each sampled token carries A, others 0
+        for t, row, a in zip(batch, advantages, expected, strict=True):
+            ((start, end),) = t.turn_spans
+            assert row[start:end].tolist() == pytest.approx([a] * (end - start), abs=1e-5)
+            assert row[:start].abs().sum() == 0 and row[end:].abs().sum() == 0
+        advantages = torch.tensor(expected, dtype=torch.float32)  # for the hand loss below
+        per_episode = advantages
+        advantages = trainer.advantages(batch)
+    else:
+        assert advantages.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+        per_episode = advantages
 
     # the loss on the whole batch at once: ratio exp(logp - sg(logp)) (= 1) times A, plus β·k3
     model = policy.model
@@ -132,7 +149,7 @@ def test_advantages_loss_and_gradient_match_a_hand_computation(tiny_policy, tmp_
     with torch.no_grad():
         ref, _ = policy.forward_logprobs(ids, mask=mask, model=trainer.reference)
     delta = ref - logp
-    per_token = -torch.exp(logp - logp.detach()) * advantages[:, None] + 0.1 * (
+    per_token = -torch.exp(logp - logp.detach()) * per_episode[:, None] + 0.1 * (
         torch.exp(delta) - delta - 1
     )
     m = mask.float()
@@ -159,6 +176,36 @@ def test_advantages_loss_and_gradient_match_a_hand_computation(tiny_policy, tmp_
     assert stats["ratio_mean"] == pytest.approx(1.0)
     for name, grad in zip(names, grads, strict=True):
         torch.testing.assert_close(seen[name], grad, rtol=1e-3, atol=1e-7, msg=name)
+    trainer.close()
+
+
+def test_turn_credit_gives_each_turn_its_own_advantage(tiny_policy, tmp_path):
+    cfg = small_config(tmp_path, 1, env="ToyText-v0", env_kwargs={"max_turns": 3}, max_turns=3)
+    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    trainer.setup()
+    trainer._prepare_rl()
+    batch = trainer.rollout(1)
+    for i, t in enumerate(batch):  # rewards by hand: turn 0 varies, turn 1 is equal, turn 2 not
+        t.rewards = [float(i % 4), 1.0, float(i % 2)][: len(t.turn_spans)]
+    trainer.config.credit = "turn"
+    rows = trainer.advantages(batch)
+    for g in range(2):
+        members = batch[4 * g : 4 * g + 4]
+        for k in range(3):
+            values = np.array([t.rewards[k] for t in members if len(t.rewards) > k])
+            hand = (values - values.mean()) / (values.std(ddof=1) + 1e-4)
+            reached = [(t, rows[batch.index(t)]) for t in members if len(t.rewards) > k]
+            for (t, row), a in zip(reached, hand, strict=True):
+                start, end = t.turn_spans[k]
+                assert row[start:end].tolist() == pytest.approx([a] * (end - start), abs=1e-5)
+    for t, row in zip(batch, rows, strict=True):  # prompt and tool tokens carry none
+        outside = torch.ones(len(t.input_ids), dtype=torch.bool)
+        for start, end in t.turn_spans:
+            outside[start:end] = False
+        assert row[outside].abs().sum() == 0
+    assert any(row.abs().sum() > 0 for row in rows)
+    stats = trainer.update(batch, rows, *trainer.reference_logprobs(batch), step=1)
+    assert math.isfinite(stats["loss"])
     trainer.close()
 
 
