@@ -6,15 +6,20 @@ sandbox — in two phases, and measures it on the same held-out tasks before, be
 
 1. **untrained**: the random model, which never writes a well-formed action;
 2. **after SFT**: a supervised warm start on scripted-expert episodes (:mod:`agents.sft`)
-   teaches the three turns: diagnose, repair with code, answer;
-3. **after GRPO**: RL on live episodes (:mod:`agents.trainer`) improves what the warm start
-   left uncertain, mostly the diagnosis. The gain is small and depends on the seed (README,
-   "The demo"): where SFT already diagnoses nearly every task, RL has not made sampled turns
-   more reliable.
+   teaches the three turns: diagnose, repair with code, answer. The expert is a noisy
+   annotator (:class:`MislabellingExpert`): on one task in five it names a wrong
+   degradation and writes that one's repair, and the warm-started model copies its mistakes;
+3. **after GRPO**: RL on live episodes (:mod:`agents.trainer`), rewarded by the env's own
+   check of the diagnosis, unlearns them: the case where RL improves on imitation.
+
+With a clean expert (``--expert-error 0``) the warm start already diagnoses nearly every
+held-out task on most seeds, and what it leaves is the reliability of sampled 60-token code
+turns, which 50 RL steps did not improve measurably (README, "The demo"). The summary reports
+GRPO − SFT with a bootstrap interval over held-out tasks.
 
 **The easy setting** (``EasyMATCoding-v0``, registered by this module): 128-px images of one
 large glyph, three degradations whose look differs (dark, overexposure, noise), and short gold
-turns (a few words of ``<think>``), so that an episode is ~110 model tokens. Three choices
+turns (a few words of ``<think>``), so that an episode is ~110 model tokens. Four choices
 differ from the paper's GRPO, each because the tiny model needs it:
 
 - rollouts and the held-out evaluation sample at temperature 0.7, not 1.0: at 1.0 the tiny
@@ -24,6 +29,9 @@ differ from the paper's GRPO, each because the tiny model needs it:
 - the loss is a token mean, not the paper's per-episode mean: with the latter, the tokens of
   short (failed, terminated) episodes weigh more, which pushed down the correct turns they
   share with successful ones, and RL made the warm-started model worse.
+- each turn is credited with its own reward against the group's same turn
+  (``credit="turn"``, the paper's one-row-per-step training) rather than with the episode's
+  return, which also rewarded a wrong diagnosis whenever the code after it ran.
 
 **Success** on a held-out episode is what the agentic loop controls: every turn well-formed,
 the exact diagnosis, the repair code ran and wrote an image, and an answer was given. It is
@@ -41,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +137,56 @@ def _short(task: Task) -> Task:
     steps.append(f"<think> it reads {answer} </think>\n<answer> {answer} </answer>")
     meta = dict(task.meta, gold_steps=steps)
     return Task(task.id, task.question, task.answers, task.images, task.split, meta)
+
+
+class MislabellingExpert:
+    """The scripted expert with an annotator's noise: on a fraction ``error`` of tasks it
+    names another of ``kinds`` and writes that degradation's repair, then answers as the gold
+    does. The tasks are chosen by a hash of the task id, so a task is always demonstrated the
+    same way, as in a fixed, noisily labelled dataset. Tasks without a repair (``none``) keep
+    their gold turns, and ``none`` is never the wrong label, so every episode keeps its shape.
+
+    Use as the warm start's demonstrator: ``GRPOTrainer(config, expert=MislabellingExpert(…))``.
+    """
+
+    def __init__(self, kinds: Sequence[str], error: float):
+        if not 0.0 <= error < 1.0:
+            raise ValueError(f"error must be in [0, 1), got {error}")
+        self.kinds = tuple(k for k in kinds if k != "none")
+        if error and len(self.kinds) < 2:
+            raise ValueError(f"mislabelling needs two degradations with a repair, got {kinds}")
+        self.error = error
+        from arft_envs.experts import ScriptedExpert
+
+        self._gold = ScriptedExpert()
+        self._turns: dict[str, list[str]] = {}  # kind -> short gold turns of one example task
+        rng = np.random.default_rng(0)
+        source = SyntheticCoding("simple", (128, 128), "glyph")
+        while len(self._turns) < len(self.kinds):
+            task = source.make(int(rng.integers(2**32)))
+            kind = task.meta["degradations"][0]
+            if kind in self.kinds and kind not in self._turns:
+                self._turns[kind] = _short(task).meta["gold_steps"]
+
+    def wrong_label(self, task: Task) -> str | None:
+        """The degradation this expert names for ``task`` instead of the true one, or None."""
+        kind = task.meta["degradations"][0]
+        if kind not in self.kinds or not self.error:
+            return None
+        digest = zlib.crc32(task.id.encode())
+        if (digest & 0xFFFF) / 0x10000 >= self.error:
+            return None
+        others = [k for k in self.kinds if k != kind]
+        return others[(digest >> 16) % len(others)]
+
+    def __call__(self, obs: Any, env: Any) -> str:
+        turn = self._gold(obs, env)
+        task = env.unwrapped.task
+        wrong = self.wrong_label(task)
+        index = task.meta["gold_steps"].index(turn)
+        if wrong is None or index >= 2:  # the answer turn stays the gold one
+            return turn
+        return self._turns[wrong][index]
 
 
 def make_easy_env(
@@ -315,12 +374,14 @@ class DemoSettings:
     sft_learning_rate: float = 2e-3
     sft_batch_size: int = 8
     sft_episodes: int = 128
+    expert_error: float = 0.2
     steps: int = 50
     group_size: int = 8
     groups_per_step: int = 4
     learning_rate: float = 2e-4
     beta: float = 0.04
     aggregation: str = "token-mean"
+    credit: str = "turn"
     max_new_tokens: int = 128
     max_turns: int = 4
     threads: int = 1
@@ -339,6 +400,7 @@ class DemoSettings:
             groups_per_step=self.groups_per_step,
             beta=self.beta,
             aggregation=self.aggregation,
+            credit=self.credit,
             temperature=self.temperature,
             learning_rate=self.learning_rate,
             lr_schedule="constant",
@@ -381,7 +443,10 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     output.mkdir(parents=True, exist_ok=True)
     config = settings.train_config()
     holdout = EasyCoding(settings.degradations, holdout=settings.holdout).holdout_ids
-    trainer = GRPOTrainer(config)
+    expert = None
+    if settings.expert_error:
+        expert = MislabellingExpert(settings.degradations, settings.expert_error)
+    trainer = GRPOTrainer(config, expert=expert)
     trainer.setup()
 
     def measure(label: str) -> dict[str, Evaluation]:

@@ -13,6 +13,7 @@ from agents.demo import (
     DemoSettings,
     EasyCoding,
     Evaluation,
+    MislabellingExpert,
     episode_success,
     gold_kind,
     main,
@@ -55,6 +56,49 @@ def _bad_episode(policy, env, seed):
             "<think> x </think>\n<answer> B </answer>",
         ][sum(m["role"] == "assistant" for m in e.unwrapped.messages)],
     )
+
+
+def test_mislabelling_expert_names_a_wrong_degradation_on_a_fixed_share_of_tasks():
+    from arft_envs.experts import ScriptedExpert
+
+    kinds = ["dark", "overexposure", "noise", "none"]
+    expert = MislabellingExpert(kinds, 0.3)
+    tasks = EasyCoding(kinds, holdout=1)
+    rng = np.random.default_rng(0)
+    drawn = [tasks.sample(rng) for _ in range(400)]
+    wrong = [expert.wrong_label(t) for t in drawn]
+    repairable = [
+        w for t, w in zip(drawn, wrong, strict=True) if t.meta["degradations"][0] != "none"
+    ]
+    assert 0.22 < np.mean([w is not None for w in repairable]) < 0.38  # ~0.3 of them
+    for task, label in zip(drawn, wrong, strict=True):
+        kind = task.meta["degradations"][0]
+        assert label != kind and label != "none"
+        assert label is None or kind != "none"
+        assert expert.wrong_label(task) == label  # the same task is always shown the same way
+    assert MislabellingExpert(kinds, 0.0).wrong_label(drawn[0]) is None
+
+    env = gym.make(ENV_ID, degradations=kinds[:3], holdout=1)
+    seed = next(s for s in range(100) if expert.wrong_label(_task_at(env, s)))
+    label = expert.wrong_label(_task_at(env, seed))
+    record = play_episode(env, expert, seed=seed)
+    assert f"{{'{label}'}}" in record.observation["messages"][2]["content"][0]["text"]
+    assert record.components[0]["problem"] == 0.0  # the env still scores the true label
+    assert record.components[1]["code"] == 1.0  # the wrong repair is real, running code
+    assert sum(record.rewards) == 5.0
+    right = next(s for s in range(100) if not expert.wrong_label(_task_at(env, s)))
+    assert (
+        play_episode(env, expert, seed=right).rewards
+        == play_episode(env, ScriptedExpert(), seed=right).rewards
+    )
+    env.close()
+    with pytest.raises(ValueError, match="error"):
+        MislabellingExpert(kinds, 1.0)
+
+
+def _task_at(env, seed):
+    env.reset(seed=seed)
+    return env.unwrapped.task
 
 
 def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_policy):
