@@ -4,6 +4,7 @@ loads, and a smoke run that is resumed to a longer budget."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,25 @@ def test_flags_override_the_config_file(tmp_path):
     config = train_cli.resolve_config(args)
     assert (config.steps, config.beta) == (7, 0.1)
     assert config.env_kwargs == {"max_turns": 3, "reward_mode": "paper"}
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in CONFIGS.glob("*.yaml") if not p.name.startswith("accelerate"))
+)
+def test_shipped_training_configs_load_and_validate(name, tmp_path):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    train_cli.add_train_command(parser.add_subparsers())
+    args = parser.parse_args(["train", "--config", str(CONFIGS / name), "--output", str(tmp_path)])
+    config = train_cli.resolve_config(args)
+    file_values = train_cli.load_config_file(CONFIGS / name)
+    for key, value in file_values.items():
+        if key != "output":
+            assert getattr(config, key) == (tuple(value) if isinstance(value, list) else value)
 
 
 def test_train_three_steps_then_resume_to_five(tmp_path, capsys):
