@@ -129,6 +129,7 @@ class Policy:
             getattr(self.model.config.get_text_config(), "max_position_embeddings", 0) or 32768
         )
         self._suppressed = self._suppressed_ids()
+        self._finals_cache: dict[frozenset[str], frozenset[int]] = {}
         self._clean_generation_config = _clean_generation_config(
             self.model.generation_config, eos, self.pad_token_id
         )
@@ -385,7 +386,10 @@ class Policy:
         window = max((len(s) for s in stop_strings), default=0) + 2
         stopping = StoppingCriteriaList()
         if stop_strings:
-            stopping.append(_StopOnStrings(self.tokenizer, stop_strings, prompt_len, window))
+            finals = self._stop_finals(stop_strings)
+            stopping.append(
+                _StopOnStrings(self.tokenizer, stop_strings, prompt_len, window, finals)
+            )
         config = copy.deepcopy(self._clean_generation_config)
         config.max_new_tokens = int(max_new_tokens)
         if greedy:  # sampling knobs would only draw warnings
@@ -411,14 +415,30 @@ class Policy:
     def _cut(self, ids: list[int], stop_strings: Sequence[str], window: int) -> tuple[int, str]:
         """Where a generated row ends: after the first EOS or completed stop string."""
         eos = set(self.eos_token_ids)
+        finals = self._stop_finals(stop_strings) if stop_strings else frozenset()
         for t, token in enumerate(ids):
             if token in eos:
                 return t + 1, "eos"
-            if stop_strings:
+            if stop_strings and (finals is None or token in finals):
                 tail = self.tokenizer.decode(ids[max(0, t - window + 1) : t + 1])
                 if any(s in tail for s in stop_strings):
                     return t + 1, "stop"
         return len(ids), "length"
+
+    def _stop_finals(self, stop_strings: Sequence[str]) -> frozenset[int] | None:
+        """The ids whose text holds the last character of one of ``stop_strings``: a stop
+        string can only be completed by such a token. ``None`` (check every token) when a
+        last character is not ASCII, since a token may then hold only part of its bytes."""
+        last = frozenset(s[-1] for s in stop_strings if s)
+        if not last or any(not c.isascii() for c in last):
+            return None
+        cached = self._finals_cache.get(last)
+        if cached is None:
+            vocab = len(self.tokenizer)
+            texts = self.tokenizer.batch_decode([[i] for i in range(vocab)])
+            cached = frozenset(i for i, text in enumerate(texts) if any(c in text for c in last))
+            self._finals_cache[last] = cached
+        return cached
 
     def _suppressed_ids(self) -> list[int]:
         """Special and out-of-vocabulary ids the sampler must never pick (EOS excepted)."""
@@ -556,18 +576,28 @@ class _LogprobRecorder(LogitsProcessor):
 
 
 class _StopOnStrings(StoppingCriteria):
-    """Stop a row once its generated text contains one of ``stops``."""
+    """Stop a row once its generated text contains one of ``stops``.
 
-    def __init__(self, tokenizer, stops: Sequence[str], prompt_len: int, window: int):
+    ``finals`` are the ids that can complete a stop string (see :meth:`Policy._stop_finals`);
+    only rows whose newest token is one of them are decoded, which keeps the per-token cost of
+    this check off most decoding steps. ``None`` decodes every row.
+    """
+
+    def __init__(self, tokenizer, stops: Sequence[str], prompt_len: int, window: int, finals=None):
         self.tokenizer = tokenizer
         self.stops = tuple(stops)
         self.prompt_len = prompt_len
         self.window = window
+        self.finals = finals
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        tails = input_ids[:, self.prompt_len :][:, -self.window :].tolist()
-        texts = self.tokenizer.batch_decode(tails)
-        done = [any(s in text for s in self.stops) for text in texts]
+        done = [False] * input_ids.shape[0]
+        newest = input_ids[:, -1].tolist()
+        rows = [r for r, t in enumerate(newest) if self.finals is None or t in self.finals]
+        if rows and input_ids.shape[1] > self.prompt_len:
+            tails = input_ids[rows, self.prompt_len :][:, -self.window :].tolist()
+            for row, text in zip(rows, self.tokenizer.batch_decode(tails), strict=True):
+                done[row] = any(s in text for s in self.stops)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 

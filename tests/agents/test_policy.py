@@ -89,6 +89,48 @@ def test_cut_finds_closing_tags_and_eos(tiny_policy):
     assert tiny_policy._cut([5, 6, 7], ("</answer>",), 12) == (3, "length")
 
 
+def test_stop_checks_skip_tokens_that_cannot_end_a_stop_string(tiny_policy):
+    from agents.policy import ACTION_STOP_STRINGS, _StopOnStrings
+
+    tok = tiny_policy.tokenizer
+    stops = ACTION_STOP_STRINGS
+    finals = tiny_policy._stop_finals(stops)
+    assert finals == {i for i in range(len(tok)) if ">" in tok.decode([i])}
+    assert 0 < len(finals) < len(tok) // 4  # most decoding steps decode nothing
+    assert tiny_policy._stop_finals(("结束",)) is None  # a non-ASCII end: check every token
+
+    pieces = ["</code>", "</answer>", "<search> q </search", ">", "x>y", " </", "code>", "a b"]
+    rng = np.random.default_rng(0)
+    window = max(len(s) for s in stops) + 2
+    eos = set(tiny_policy.eos_token_ids)
+    cut_some = 0
+    for _ in range(150):
+        ids: list[int] = []
+        for _ in range(6):
+            if rng.random() < 0.5:
+                ids += tok.encode(str(rng.choice(pieces)), add_special_tokens=False)
+            else:
+                ids += [int(i) for i in rng.integers(300, len(tok) - 64, size=3)]
+        # The first position whose whole decoded prefix holds a stop string, by brute force.
+        first = next(
+            (t + 1 for t in range(len(ids)) if any(s in tok.decode(ids[: t + 1]) for s in stops)),
+            None,
+        )
+        expected = (first, "stop") if first and not eos & set(ids[:first]) else None
+        got = tiny_policy._cut(ids, stops, window)
+        if expected:
+            assert got == expected, tok.decode(ids)
+            cut_some += 1
+        # The stopping criterion fires first at the same step, filtered or not.
+        filtered = _StopOnStrings(tok, stops, 0, window, finals)
+        unfiltered = _StopOnStrings(tok, stops, 0, window, None)
+        seq = torch.tensor([ids])
+        fired = [bool(filtered(seq[:, : t + 1], None)[0]) for t in range(len(ids))]
+        fired_all = [bool(unfiltered(seq[:, : t + 1], None)[0]) for t in range(len(ids))]
+        assert (fired + [True]).index(True) == (fired_all + [True]).index(True)
+    assert cut_some > 30
+
+
 def test_special_tokens_are_never_sampled(tiny_policy):
     inputs = [prompt(tiny_policy, "x", [(56, 56)]) for _ in range(4)]
     torch.manual_seed(2)
