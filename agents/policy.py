@@ -583,7 +583,14 @@ class _StopOnStrings(StoppingCriteria):
     this check off most decoding steps. ``None`` decodes every row.
     """
 
-    def __init__(self, tokenizer, stops: Sequence[str], prompt_len: int, window: int, finals=None):
+    def __init__(
+        self,
+        tokenizer,
+        stops: Sequence[str],
+        prompt_len: int,
+        window: int,
+        finals: frozenset[int] | None = None,
+    ):
         self.tokenizer = tokenizer
         self.stops = tuple(stops)
         self.prompt_len = prompt_len
