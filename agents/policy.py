@@ -415,7 +415,7 @@ class Policy:
     def _cut(self, ids: list[int], stop_strings: Sequence[str], window: int) -> tuple[int, str]:
         """Where a generated row ends: after the first EOS or completed stop string."""
         eos = set(self.eos_token_ids)
-        finals = self._stop_finals(stop_strings) if stop_strings else frozenset()
+        finals = self._stop_finals(stop_strings)
         for t, token in enumerate(ids):
             if token in eos:
                 return t + 1, "eos"
@@ -601,7 +601,7 @@ class _StopOnStrings(StoppingCriteria):
         done = [False] * input_ids.shape[0]
         newest = input_ids[:, -1].tolist()
         rows = [r for r, t in enumerate(newest) if self.finals is None or t in self.finals]
-        if rows and input_ids.shape[1] > self.prompt_len:
+        if rows:
             tails = input_ids[rows, self.prompt_len :][:, -self.window :].tolist()
             for row, text in zip(rows, self.tokenizer.batch_decode(tails), strict=True):
                 done[row] = any(s in text for s in self.stops)

@@ -66,17 +66,19 @@ def test_bad_config_files_fail_with_what_is_allowed(
     assert message in capsys.readouterr().err
 
 
-def test_flags_override_the_config_file(tmp_path):
+def _resolve(*argv: str):
+    """The TrainConfig that ``arft train ARGV`` would run, without running it."""
     import argparse
 
-    path = tmp_path / "c.yaml"
-    path.write_text("steps: 7\nbeta: 0.5\nenv_kwargs: {max_turns: 3}\nreport_to: [none]\n")
     parser = argparse.ArgumentParser()
     train_cli.add_train_command(parser.add_subparsers())
-    args = parser.parse_args(
-        ["train", "--config", str(path), "--beta", "0.1", "--env-arg", "reward_mode=paper"]
-    )
-    config = train_cli.resolve_config(args)
+    return train_cli.resolve_config(parser.parse_args(["train", *argv]))
+
+
+def test_flags_override_the_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 7\nbeta: 0.5\nenv_kwargs: {max_turns: 3}\nreport_to: [none]\n")
+    config = _resolve("--config", str(path), "--beta", "0.1", "--env-arg", "reward_mode=paper")
     assert (config.steps, config.beta) == (7, 0.1)
     assert config.env_kwargs == {"max_turns": 3, "reward_mode": "paper"}
 
@@ -88,12 +90,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
     "name", sorted(p.name for p in CONFIGS.glob("*.yaml") if not p.name.startswith("accelerate"))
 )
 def test_shipped_training_configs_load_and_validate(name, tmp_path):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    train_cli.add_train_command(parser.add_subparsers())
-    args = parser.parse_args(["train", "--config", str(CONFIGS / name), "--output", str(tmp_path)])
-    config = train_cli.resolve_config(args)
+    config = _resolve("--config", str(CONFIGS / name), "--output", str(tmp_path))
     file_values = train_cli.load_config_file(CONFIGS / name)
     for key, value in file_values.items():
         if key != "output":
