@@ -1,4 +1,8 @@
-"""The :class:`Task` record every environment consumes, and the errors loaders raise."""
+"""The :class:`Task` record every environment consumes, task sources, and image decoding.
+
+:class:`~arft_envs.errors.DatasetError` is re-exported here, where loaders have always raised
+it from.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from arft_envs.errors import DatasetError  # re-exported: loaders raise it from here too
+
 ImageSource = np.ndarray | str | Path | Callable[[], np.ndarray]
-
-
-class DatasetError(ValueError):
-    """A dataset file or row that cannot be used; the message names file, row and field."""
-
-    def __init__(
-        self, path: str | Path, message: str, row: int | str | None = None, field: str | None = None
-    ):
-        where = str(path)
-        if row is not None:
-            where += f": row {row}"
-        if field is not None:
-            where += f": field {field!r}"
-        super().__init__(f"{where}: {message}")
-        self.path, self.row, self.field = str(path), row, field
 
 
 def load_image(source: ImageSource) -> np.ndarray:

@@ -205,7 +205,7 @@ def load_corpus(path: str | Path) -> list[Document]:
     Each entry is anything :func:`as_document` accepts; FlashRAG's wiki corpus
     (``{"id", "contents"}``) works as is. Errors name the file and the line.
     """
-    from arft_envs.tasks.base import DatasetError
+    from arft_envs.errors import DatasetError
 
     path = Path(path)
     try:
