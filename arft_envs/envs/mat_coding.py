@@ -20,7 +20,8 @@ from arft_envs.rewards import (
     step_kind,
 )
 from arft_envs.spaces import image_part, message, text_part
-from arft_envs.tasks.base import ListTaskSource, StepwiseTaskSource, Task, TaskSource
+from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
+from arft_envs.tasks.coding.synthetic import StepwiseSynthetic as _StepwiseSynthetic
 
 INPUT_NAME = "path_to_input_image.jpg"
 OUTPUT_NAME = "path_to_output_image.jpg"
@@ -255,19 +256,3 @@ def _make_tasks(data, split, image_root, mode, check_images=True) -> TaskSource:
             check_images=check_images,
         )
     return ListTaskSource(tasks, name=str(data))
-
-
-class _StepwiseSynthetic(StepwiseTaskSource):
-    """Synthetic stepwise rows: each sampled task is one random step of a synthetic item."""
-
-    def _row(self, task: Task, index: int) -> Task:
-        steps = task.meta["gold_steps"]
-        index = index % len(steps)
-        context = "\n".join(steps[:index])
-        prompt = f"<query> {task.question} </query>" + (f"\n{context}" if context else "")
-        meta = dict(task.meta, gold_step=steps[index], context=context, prompt_text=prompt)
-        images = task.images
-        if step_kind(steps[index]) == "answer" and "code" in task.meta.get("gold_plan", ()):
-            # as in the paper's pre_answer rows, the answer step sees the repaired image
-            images = [lambda task=task: self.source.clean_image(task)]
-        return Task(f"{task.id}:{index}", task.question, task.answers, images, task.split, meta)
