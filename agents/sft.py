@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from agents.policy import Generation, Policy
-from agents.rollout import RolloutConfig, Trajectory, _Episode
+from agents.rollout import EpisodeBuilder, RolloutConfig, Trajectory
 
 
 class ExpertTurnTooLong(ValueError):
@@ -51,7 +51,7 @@ def expert_episode(
     expert = expert or ScriptedExpert()
     config = config or RolloutConfig()
     obs, info = env.reset(seed=seed, options=options)
-    episode = _Episode(
+    episode = EpisodeBuilder(
         policy, config, obs, info, env_id=env_id, group=index, index=index, seed=seed
     )
     done = False
