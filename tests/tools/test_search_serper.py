@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import gymnasium as gym
 import pytest
+from loopback import TrickleServer
 
 import arft_envs  # noqa: F401
 from arft_envs.tools.search import CachedSearch, SearchError, SerperSearch
@@ -160,6 +161,56 @@ def test_retry_after_is_honoured_within_the_cap():
     failure.retry_after = 10.0
     assert client._wait(1, failure) == 2.0
     assert client._wait(2, SearchError("x")) == 1.0
+
+
+@pytest.mark.parametrize("mode", ["headers", "body"])
+def test_a_trickling_server_cannot_outlast_the_attempt_deadline(mode):
+    """Every single read succeeds quickly, so only a whole-attempt deadline stops this: two
+    attempts of 1 s (plus a 0.01 s wait) must end well before the 33 s a per-read timeout
+    allowed."""
+    server = TrickleServer(mode)
+    try:
+        client = SerperSearch(
+            api_key="k", endpoint=server.url, timeout_s=1.0, retries=1, backoff_s=0.01
+        )
+        start = time.monotonic()
+        with pytest.raises(SearchError) as info:
+            client.search("q", 4)
+        elapsed = time.monotonic() - start
+        assert info.value.kind == "timeout"
+        assert "did not answer within 1 s (2 attempt(s))" in str(info.value)
+        assert server.requests == 2
+        assert elapsed < 2 * 1.0 + 0.01 + 1.0
+    finally:
+        server.close()
+
+
+def test_total_timeout_bounds_the_search_with_its_retries():
+    server = TrickleServer("body")
+    try:
+        client = SerperSearch(
+            api_key="k",
+            endpoint=server.url,
+            timeout_s=1.0,
+            retries=5,
+            backoff_s=0.01,
+            total_timeout_s=1.5,
+        )
+        start = time.monotonic()
+        with pytest.raises(SearchError) as info:
+            client.search("q", 4)
+        assert info.value.kind == "timeout"
+        assert time.monotonic() - start < 1.5 + 1.0
+        assert server.requests == 2  # the second attempt was cut to the 0.5 s left
+    finally:
+        server.close()
+
+
+def test_an_oversized_body_is_a_bad_response(fake):
+    fake.script = ["ok"]
+    with pytest.raises(SearchError, match="longer than 100 bytes") as info:
+        fake.client(max_body_bytes=100).search("a query with a long answer", 4)
+    assert info.value.kind == "bad_response"
 
 
 # ----------------------------------------------------------------------------- in episodes
