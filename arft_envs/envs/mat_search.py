@@ -22,7 +22,8 @@ from arft_envs.rewards import (
     step_kind,
 )
 from arft_envs.spaces import image_part, message, text_part
-from arft_envs.tasks.base import ListTaskSource, StepwiseTaskSource, Task, TaskSource
+from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
+from arft_envs.tasks.search.synthetic import StepwiseSynthetic
 from arft_envs.tools.search import (
     BACKEND_SPECS,
     CachedSearch,
@@ -350,24 +351,3 @@ def _make_tasks(data, split, image_root, mode) -> TaskSource:
     if mode == "stepwise":
         return ListTaskSource(multihop.load_search_rows(data, image_root), name=str(data))
     return ListTaskSource(multihop.load_mat_search(data, split, image_root), name=str(data))
-
-
-class StepwiseSynthetic(StepwiseTaskSource):
-    """Synthetic stepwise rows: each sampled task is one random gold step of a synthetic task,
-    with the chain before it (earlier turns and their real search results) in the prompt."""
-
-    has_gold_queries = True
-
-    def _row(self, task: Task, index: int) -> Task:
-        from arft_envs.tasks.search_world import stepwise_rows
-
-        rows = stepwise_rows(task)
-        row = rows[index % len(rows)]
-        answers = list(task.answers) if step_kind(row["solution"]) == "answer" else []
-        meta = {
-            "gold_step": row["solution"],
-            "gt": row["gt"],
-            "prompt_text": row["problem"],
-            "source": "synthetic-search-rows",
-        }
-        return Task(f"{task.id}:{index}", task.question, answers, task.images, task.split, meta)
