@@ -108,7 +108,7 @@ def test_colour_helpers():
 
 
 def test_synthetic_tasks_render_with_the_bitmap_fallback(monkeypatch):
-    from arft_envs.tasks.mat_coding import SyntheticCoding
+    from arft_envs.tasks.coding.synthetic import SyntheticCoding
 
     monkeypatch.setattr(render, "scalable_font", lambda size: None)
     for seed in range(4):
