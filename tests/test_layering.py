@@ -1,0 +1,160 @@
+"""The layering of ``arft_envs``: it imports without torch, its modules import each other without
+a circle, tools never reach up into the task layer, and nothing imports the trainers.
+
+The import graph is read from the source (``ast``), not by importing, so a circle is found
+even where today's import order happens to hide it. Only imports that run when a module is
+loaded count towards a circle: imports inside functions are lazy on purpose, and those under
+``if TYPE_CHECKING:`` never run.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import arft_envs
+
+PACKAGE = Path(arft_envs.__file__).resolve().parent
+HEAVY = ("torch", "transformers", "sentence_transformers")
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of ``arft_envs`` by dotted name (a package by its ``__init__``)."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(name: str, load_time_only: bool) -> set[str]:
+    """The names ``name`` imports: modules of ``arft_envs`` where they resolve to one (``from
+    pkg import sub`` counts as ``pkg.sub``), else the top-level name as written."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    found.add(sub if sub in MODULES else base)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                if not load_time_only:
+                    visit(node.body)
+            elif isinstance(node, ast.If) and load_time_only and _is_type_checking(node):
+                visit(node.orelse)
+            else:
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    visit([n for n in getattr(node, field, []) if isinstance(n, ast.AST)])
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), str(path)).body)
+    return found
+
+
+def _load_time_graph() -> dict[str, set[str]]:
+    return {name: _imports(name, True) & set(MODULES) for name in MODULES}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` as a path that ends where it starts, or ``None``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def walk(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := walk(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := walk(node)):
+            return found
+    return None
+
+
+def test_the_graph_reader_sees_the_imports_it_must():
+    graph = _load_time_graph()
+    # absolute, relative and "from package import module" forms all resolve
+    assert "arft_envs.errors" in graph["arft_envs.tasks.base"]
+    assert "arft_envs.tasks.coding.export" in graph["arft_envs.tasks.coding.synthetic"]
+    # a lazy import inside a function does not count towards a circle
+    assert "arft_envs.tasks.render" not in graph["arft_envs.tasks.search.clues"]
+    assert "arft_envs.tasks.render" in _imports("arft_envs.tasks.search.clues", False)
+    # and the circle finder finds one
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_circle():
+    circle = _cycle(_load_time_graph())
+    assert circle is None, (
+        "import circle: "
+        + " -> ".join(circle)
+        + "; move the shared name down a layer, or import it inside the function that needs it"
+    )
+
+
+def test_tools_never_import_the_task_layer():
+    offenders = {
+        name: sorted(m for m in _imports(name, False) if m.startswith("arft_envs.tasks"))
+        for name in MODULES
+        if name.startswith("arft_envs.tools")
+    }
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, (
+        f"tools import tasks (shared errors live in arft_envs.errors): {offenders}"
+    )
+
+
+def test_arft_envs_never_imports_the_trainers():
+    offenders = {
+        name: sorted(m for m in _imports(name, False) if m.split(".")[0] == "agents")
+        for name in MODULES
+    }
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"arft_envs imports agents: {offenders}"
+
+
+def test_importing_arft_envs_and_its_modules_pulls_no_torch():
+    # worker-side sandbox files run as scripts inside the sandbox, not as package modules
+    names = [n for n in MODULES if not n.startswith("arft_envs.tools.sandbox.")]
+    code = (
+        "import importlib, sys\n"
+        "import arft_envs\n"
+        f"heavy = {HEAVY!r}\n"
+        "assert not [m for m in heavy if m in sys.modules], 'import arft_envs pulled ' + str(heavy)\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    pulled = [m for m in heavy if m in sys.modules]\n"
+        "    assert not pulled, f'importing {name} pulled {pulled}'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
