@@ -1,1 +1,2 @@
-"""Model builders that need no download (``tiny``)."""
+"""Model builders that need no download (``tiny``), and what arft knows about each VLM
+family (``families``)."""

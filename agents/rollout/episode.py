@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from agents.images import ImagePlan, resize
-from agents.policy import _SENTINEL, Generation, ModelInput, Policy
+from agents.policy import SENTINEL, Generation, ModelInput, Policy
 from agents.rollout.config import RolloutConfig
 from agents.rollout.trajectory import Trajectory, _json_safe
 
@@ -152,7 +152,7 @@ class EpisodeBuilder:
 
     def _probe(self, at: int) -> list[dict]:
         """The conversation up to assistant message ``at``, its text replaced by a sentinel."""
-        sentinel = {"role": "assistant", "content": ({"type": "text", "text": _SENTINEL},)}
+        sentinel = {"role": "assistant", "content": ({"type": "text", "text": SENTINEL},)}
         return [*self.messages[:at], sentinel]
 
     def _close(self, k: int, closed: str | None = None) -> str:
@@ -161,9 +161,9 @@ class EpisodeBuilder:
         if closed is None:
             closed = self._render(self._probe(at), False)
         before = self._render(self.messages[:at], True)
-        if not closed.startswith(before + _SENTINEL):
+        if not closed.startswith(before + SENTINEL):
             self._flag(f"template_not_append_only@turn{k + 1}")
-        close = closed.split(_SENTINEL, 1)[1] if _SENTINEL in closed else ""
+        close = closed.split(SENTINEL, 1)[1] if SENTINEL in closed else ""
         eos_text = self._eos_text(self.generations[k])
         if eos_text and close.startswith(eos_text):
             close = close[len(eos_text) :]
@@ -347,7 +347,7 @@ class EpisodeBuilder:
                 eos_id = sampled.pop()
                 eos_text = self._eos_text(gen)
                 raw_close = self._render(self._probe(self.assistant_at[k]), False)
-                if raw_close.split(_SENTINEL, 1)[-1].startswith(eos_text):
+                if raw_close.split(SENTINEL, 1)[-1].startswith(eos_text):
                     eos = [eos_id]
             canon = policy.encode(content)
             canonical += canon + eos

@@ -90,7 +90,8 @@ def test_cut_finds_closing_tags_and_eos(tiny_policy):
 
 
 def test_stop_checks_skip_tokens_that_cannot_end_a_stop_string(tiny_policy):
-    from agents.policy import ACTION_STOP_STRINGS, _StopOnStrings
+    from agents.policy import ACTION_STOP_STRINGS
+    from agents.policy.generation import _StopOnStrings
 
     tok = tiny_policy.tokenizer
     stops = ACTION_STOP_STRINGS
