@@ -21,10 +21,9 @@ from arft_envs.rewards import (
 )
 from arft_envs.spaces import image_part, message, text_part
 from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
+from arft_envs.tasks.coding.degrade import INPUT_IMAGE as INPUT_NAME
+from arft_envs.tasks.coding.degrade import OUTPUT_IMAGE as OUTPUT_NAME
 from arft_envs.tasks.coding.synthetic import StepwiseSynthetic as _StepwiseSynthetic
-
-INPUT_NAME = "path_to_input_image.jpg"
-OUTPUT_NAME = "path_to_output_image.jpg"
 
 
 class MATCodingEnv(AgenticEnv):

@@ -104,7 +104,7 @@ class MultihopQAEnv(SearchEnv):
 
 def _make_tasks(dataset: str, data, limit, backend) -> TaskSource:
     from arft_envs.tasks.multihop import load_multihop
-    from arft_envs.tasks.search_world import SyntheticSearch
+    from arft_envs.tasks.search.synthetic import SyntheticSearch
 
     if data is None:
         return SyntheticSearch(split="hard", text_only=True)
