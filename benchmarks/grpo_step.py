@@ -96,7 +96,7 @@ def part_arft_multi(steps: int, warmup: int, out: Path) -> dict:
     import dataclasses
 
     from agents.demo import DemoSettings
-    from agents.trainer import GRPOTrainer
+    from agents.training import Trainer
 
     # The demo's setting and warm start, so that episodes hold real (mostly working) code turns.
     demo = DemoSettings(output=str(out), groups_per_step=PROMPTS_PER_STEP, steps=warmup + steps)
@@ -104,7 +104,7 @@ def part_arft_multi(steps: int, warmup: int, out: Path) -> dict:
         demo.train_config(), output=str(out), save_every=0, sample_every=0,
         report_to=("none",), progress_bar=False,
     )  # fmt: skip
-    trainer = GRPOTrainer(config)
+    trainer = Trainer(config)
     trainer.setup()
     start = time.perf_counter()
     trainer.warm_start()
@@ -129,10 +129,11 @@ def part_arft_multi(steps: int, warmup: int, out: Path) -> dict:
 
 
 def part_arft_single(steps: int, warmup: int, out: Path) -> dict:
-    from agents.trainer import GRPOTrainer, TrainConfig
+    from agents.algorithms.grpo import GRPOConfig
+    from agents.training import Trainer
 
     _register_prompt_env()
-    config = TrainConfig(
+    config = GRPOConfig(
         env="BenchPrompt-v0",
         output=str(out),
         steps=warmup + steps,
@@ -147,7 +148,7 @@ def part_arft_single(steps: int, warmup: int, out: Path) -> dict:
         report_to=("none",),
         progress_bar=False,
     )
-    GRPOTrainer(config).train()
+    Trainer(config).train()
     rows = _rows(out)[warmup:]
     keys = ("generation", "reference", "forward_backward", "step")
     return {

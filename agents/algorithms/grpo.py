@@ -16,8 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+from agents.algorithms.base import Algorithm, Loss
+from agents.training.config import TrainConfig, option
+
+if TYPE_CHECKING:
+    from agents.rollout import Trajectory
+    from agents.training.batch import MicroBatch
 
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "dr-grpo")
 
@@ -157,3 +165,110 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Per-token entropy of the categorical distribution: (B,T,V) -> (B,T). For logging."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)
+
+
+# ============================================================================ the algorithm
+# Below: GRPO as the training loop drives it (agents.algorithms.base). The functions above stay
+# pure; the config and the class only route the run's settings to them.
+
+CREDITS = ("episode", "turn")
+
+
+@dataclass
+class GRPOConfig(TrainConfig):
+    """A GRPO run: :class:`~agents.training.config.TrainConfig` plus GRPO's own options.
+    Defaults are the paper's (paper.md §5): β = 0.04, std-scaled advantages per episode,
+    sequence-mean-then-batch-mean loss."""
+
+    beta: float = option(0.04, "weight of the k3 KL to the reference model (0 drops the reference)")
+    scale_advantages: bool = option(True, "divide by the group std (False: Dr. GRPO, unscaled)")
+    credit: str = option(
+        "episode",
+        "what a token's advantage compares: 'episode' (its episode's return, the paper's GRPO) "
+        "or 'turn' (its turn's own reward against the group's same-numbered turns, as in the "
+        "paper's one-row-per-step data)",
+        choices=CREDITS,
+    )
+    aggregation: str = option(
+        "seq-mean-token-mean",
+        "loss reduction: seq-mean-token-mean (the paper: mean per episode, then over episodes), "
+        "token-mean (every token weighs the same, so short episodes — e.g. ones a format error "
+        "ended — do not weigh more per token), or dr-grpo (sum over a constant)",
+        choices=AGGREGATIONS,
+    )
+    clip_low: float = option(0.2, "PPO clip range below 1 (active only with several updates)")
+    clip_high: float | None = option(None, "PPO clip range above 1 (None: same as clip_low)")
+
+    def _problems(self) -> list[str]:
+        p = super()._problems()
+        if self.beta < 0:
+            p.append(f"beta must be >= 0 (0 turns the KL term off), got {self.beta}")
+        if not 0 < self.clip_low < 1:
+            p.append(f"clip_low must be in (0, 1), got {self.clip_low}")
+        if self.clip_high is not None and self.clip_high <= 0:
+            p.append(f"clip_high must be > 0 or None, got {self.clip_high}")
+        return p
+
+
+class GRPO(Algorithm):
+    """Group-relative advantages (:func:`group_advantages`, or :func:`turn_advantages` with
+    ``credit='turn'``) and the clipped surrogate with a β·k3 KL (:func:`policy_loss`)."""
+
+    name = "grpo"
+    config_class = GRPOConfig
+    config: GRPOConfig
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.config.beta > 0
+
+    def advantages(self, trajectories: Sequence[Trajectory]) -> torch.Tensor | list[torch.Tensor]:
+        """(B,) of the episodes' returns against their group, or with ``credit='turn'`` one
+        (n_tokens,) row per episode where each sampled token carries its turn's."""
+        cfg = self.config
+        if cfg.credit == "turn":
+            per_turn = turn_advantages(
+                [t.rewards for t in trajectories], cfg.group_size, scale=cfg.scale_advantages
+            )
+            rows = []
+            for t, values in zip(trajectories, per_turn, strict=True):
+                row = torch.zeros(len(t.input_ids))
+                for (start, end), value in zip(t.turn_spans, values, strict=False):
+                    row[start:end] = value  # a turn generated but never stepped keeps 0
+                rows.append(row)
+            return rows
+        returns = torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)
+        return group_advantages(returns, cfg.group_size, scale=cfg.scale_advantages)
+
+    def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:
+        cfg = self.config
+        device = logprobs.device
+        ref = micro.ref_logprobs
+        out = policy_loss(
+            logprobs,
+            micro.old_logprobs.to(device),
+            micro.advantages.to(device),
+            micro.mask,
+            None if ref is None else ref.to(device),
+            beta=cfg.beta,
+            clip_low=cfg.clip_low,
+            clip_high=cfg.clip_high,
+            aggregation=cfg.aggregation,
+            max_tokens=cfg.max_new_tokens * cfg.max_turns,
+        )
+        return Loss(
+            out.loss,
+            means={"policy_loss": out.policy_loss},
+            token_means={
+                "kl": out.kl,
+                "clip_fraction": out.clip_fraction,
+                "ratio_mean": out.ratio_mean,
+            },
+        )
+
+    def micro_weight(self, micro: MicroBatch) -> float:
+        """By tokens under ``token-mean`` (every token weighs the same across micro-batches),
+        else by episodes."""
+        if self.config.aggregation == "token-mean":
+            return float(micro.mask.sum()) / max(micro.minibatch_tokens, 1)
+        return len(micro.index) / micro.minibatch_episodes

@@ -205,3 +205,27 @@ def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return repr(value)
+
+
+# ---------------------------------------------------------------------- HTML pages
+
+
+def trajectory_record(t: Trajectory, title: str | None = None):
+    """An :class:`arft_envs.report.EpisodeRecord` of a trajectory (env images, per-turn
+    rewards and the final info)."""
+    from arft_envs.report import EpisodeRecord
+
+    title = title or (
+        f"task {t.task_id} · episode {t.index} (group {t.group}) · return {t.episode_return:.2f}"
+    )
+    observation = {"messages": t.messages, "images": t.env_images}
+    return EpisodeRecord(title, observation, list(t.rewards), list(t.reward_components), t.info)
+
+
+def write_trajectory_page(
+    path: str | Path, trajectories: Sequence[Trajectory], title: str = "arft"
+) -> Path:
+    """An HTML page of trajectories (:mod:`arft_envs.report`), one section per episode."""
+    from arft_envs.report import write_report
+
+    return write_report(path, [trajectory_record(t) for t in trajectories], title=title)

@@ -125,8 +125,8 @@ register_test_envs()
 
 
 def small_config(output, steps: int, **overrides):
-    """A TrainConfig that runs a step of the tiny model in about a second."""
-    from agents.trainer import TrainConfig
+    """A GRPO config that runs a step of the tiny model in about a second."""
+    from agents.algorithms.grpo import GRPOConfig
 
     values = dict(
         env="ArftTestLength-v0",
@@ -143,7 +143,24 @@ def small_config(output, steps: int, **overrides):
         progress_bar=False,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return GRPOConfig(**values)
+
+
+def fresh(policy):
+    """A copy of ``policy`` (the tests' session tiny policy) with its own weights."""
+    import copy
+
+    from agents.policy import Policy
+
+    return Policy(
+        copy.deepcopy(policy.model),
+        policy.tokenizer,
+        policy.chat_template,
+        policy.image_processor,
+        policy.geometry,
+        policy.image_budget,
+        policy.name,
+    )
 
 
 def weights_digest(model) -> str:
@@ -159,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from agents.trainer import GRPOTrainer
+    from agents.training import Trainer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("output")
@@ -168,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=1)
     args = parser.parse_args(argv)
     config = small_config(args.output, args.steps, save_every=args.save_every)
-    trainer = GRPOTrainer(config, resume=args.resume)
+    trainer = Trainer(config, resume=args.resume)
     trainer.train()
     rank = trainer.accelerator.process_index
     digest = weights_digest(trainer.accelerator.unwrap_model(trainer.train_model))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import train_cli
+from agents.cli import train as train_cli
 
 SMALL = [
     "--group-size", "2", "--groups-per-step", "1", "--max-new-tokens", "12", "--max-turns", "2",
@@ -83,7 +83,7 @@ def test_flags_override_the_config_file(tmp_path):
     assert config.env_kwargs == {"max_turns": 3, "reward_mode": "paper"}
 
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 
 @pytest.mark.parametrize(

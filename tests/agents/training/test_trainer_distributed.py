@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("accelerate_train.py")
-REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).parents[1] / "accelerate_train.py"
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _env() -> dict[str, str]:

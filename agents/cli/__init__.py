@@ -21,11 +21,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_env_commands(sub)
     _add_eval(sub)
     if argv is not None and argv[:1] == ["train"]:
-        from agents.train_cli import add_train_command
+        from agents.cli.train import add_train_command
 
         add_train_command(sub)
     else:
-        sub.add_parser("train", help="train a policy with GRPO (see arft train --help)")
+        sub.add_parser(
+            "train", help="train a policy with RL, GRPO by default (see arft train --help)"
+        )
     return parser
 
 

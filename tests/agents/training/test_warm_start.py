@@ -8,13 +8,14 @@ import json
 import gymnasium as gym
 import pytest
 import torch
-from test_trainer import fresh
+from accelerate_train import fresh, small_config
 
 import agents.demo  # noqa: F401  (registers EasyMATCoding-v0)
 import arft_envs  # noqa: F401
 from agents.policy import Generation
 from agents.rollout import RolloutConfig, collect, make_envs
-from agents.sft import ExpertTurnTooLong, expert_episode, sft_loss, token_batch
+from agents.training.batch import token_batch
+from agents.training.warm_start import ExpertTurnTooLong, expert_episode, sft_loss
 from arft_envs.experts import ScriptedExpert
 from arft_envs.rewards import format_reward
 
@@ -101,9 +102,7 @@ def test_a_few_supervised_steps_teach_the_action_format(tiny_policy):
 
 
 def test_warm_start_in_the_trainer_is_the_reference_and_is_not_repeated(tiny_policy, tmp_path):
-    from accelerate_train import small_config
-
-    from agents.trainer import GRPOTrainer
+    from agents.training import Trainer
 
     cfg = small_config(
         tmp_path, 1, env=EASY, max_new_tokens=128, max_turns=3, sft_steps=3, sft_episodes=4,
@@ -117,7 +116,7 @@ def test_warm_start_in_the_trainer_is_the_reference_and_is_not_repeated(tiny_pol
         turns.append(ScriptedExpert()(obs, env))
         return turns[-1]
 
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy), expert=expert)
+    trainer = Trainer(cfg, policy=fresh(tiny_policy), expert=expert)
     trainer.train()
     assert len(turns) >= cfg.sft_episodes  # every episode has at least a diagnosis turn
     rows = [json.loads(x) for x in (tmp_path / "sft_metrics.jsonl").read_text().splitlines()]
@@ -128,7 +127,7 @@ def test_warm_start_in_the_trainer_is_the_reference_and_is_not_repeated(tiny_pol
     first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert first["kl"] == pytest.approx(0.0, abs=1e-6)
 
-    resumed = GRPOTrainer(small_config(tmp_path, 2, **{
+    resumed = Trainer(small_config(tmp_path, 2, **{
         k: getattr(cfg, k) for k in (
             "env", "max_new_tokens", "max_turns", "sft_steps", "sft_episodes", "sft_batch_size",
             "sft_learning_rate",

@@ -1,90 +1,21 @@
-"""The GRPO trainer: config validation, the loss against a hand computation, every parameter
-moving, learning on a toy task, checkpoints and logs. (Kill-and-resume and two-process DDP are
-in test_trainer_distributed.py.)"""
+"""The training loop running GRPO: the loss against a hand computation, every parameter moving,
+learning on a toy task, checkpoints and logs. (The config is in test_train_config.py;
+kill-and-resume and two-process DDP are in test_trainer_distributed.py.)"""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from accelerate_train import small_config, weights_digest
+from accelerate_train import fresh, small_config, weights_digest
 
-from agents.policy import Policy
-from agents.sft import token_batch
-from agents.trainer import (
-    ConfigError,
-    GRPOTrainer,
-    TrainConfig,
-    lr_factor,
-    make_accelerator,
-)
+from agents.training import ConfigError, TrainConfig, Trainer, lr_factor, make_accelerator
+from agents.training.batch import token_batch
 
-
-def fresh(policy: Policy) -> Policy:
-    """A copy of the session's tiny policy with its own weights."""
-    return Policy(
-        copy.deepcopy(policy.model),
-        policy.tokenizer,
-        policy.chat_template,
-        policy.image_processor,
-        policy.geometry,
-        policy.image_budget,
-        policy.name,
-    )
-
-
-# ---------------------------------------------------------------------- config
-
-
-def test_defaults_are_the_papers():
-    cfg = TrainConfig(report_to=("none",))
-    assert (cfg.group_size, cfg.beta, cfg.learning_rate, cfg.temperature) == (8, 0.04, 1e-6, 1.0)
-    assert (cfg.max_turns, cfg.max_new_tokens, cfg.max_grad_norm) == (5, 256, 1.0)
-    assert (cfg.lr_schedule, cfg.warmup_steps, cfg.weight_decay) == ("linear", 0, 0.0)
-    assert (cfg.inner_epochs, cfg.num_minibatches) == (1, 1)  # one update per batch
-    assert cfg.aggregation == "seq-mean-token-mean" and cfg.scale_advantages
-    assert all(TrainConfig.help_text(name) for name in TrainConfig.field_names())
-
-
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"group_size": 1}, "group_size must be >= 2"),
-        ({"temperature": 0.0}, "temperature must be > 0"),
-        ({"beta": -1.0}, "beta must be >= 0"),
-        ({"aggregation": "mean"}, "aggregation must be one of token-mean"),
-        ({"credit": "token"}, "credit must be one of episode, turn"),
-        ({"num_minibatches": 3}, "must divide the 16 episodes"),
-        ({"gradient_accumulation_steps": 5}, "must divide the 16 episodes of a minibatch"),
-        ({"lr_schedule": "step"}, "lr_schedule must be one of linear, constant, cosine"),
-        ({"dtype": "fp8"}, "dtype must be one of"),
-        ({"model": "/no/such/folder"}, "'tiny' or a local checkpoint folder"),
-        ({"env": "MATCodng-v0"}, "Did you mean 'MATCoding-v0'"),
-        ({"report_to": ("tensorboard", "mlflow")}, "report_to entries must be among"),
-        ({"steps": 0, "top_p": 2.0}, "top_p must be in (0, 1]"),
-    ],
-)
-def test_bad_values_fail_with_the_fix(change, message):
-    with pytest.raises(ConfigError) as err:
-        TrainConfig(**{"report_to": ("none",), **change})
-    assert message in str(err.value)
-
-
-def test_from_dict_names_unknown_keys_and_types():
-    with pytest.raises(
-        ConfigError, match="unknown key 'lerning_rate' .did you mean 'learning_rate'"
-    ):
-        TrainConfig.from_dict({"lerning_rate": 1e-5})
-    with pytest.raises(ConfigError, match="steps must be int, got 'many'"):
-        TrainConfig.from_dict({"steps": "many"})
-    cfg = TrainConfig.from_dict(
-        {"steps": "3", "lora": "true", "clip_high": "none", "report_to": "none"}
-    )
-    assert (cfg.steps, cfg.lora, cfg.clip_high, cfg.report_to) == (3, True, None, ("none",))
+# ---------------------------------------------------------------------- schedule
 
 
 def test_lr_schedules():
@@ -113,7 +44,7 @@ def test_advantages_loss_and_gradient_match_a_hand_computation(
         gradient_accumulation_steps=2,
         max_grad_norm=0.0,
     )
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    trainer = Trainer(cfg, policy=fresh(tiny_policy))
     trainer.setup()
     trainer._prepare_rl()
     policy = trainer.policy
@@ -181,7 +112,7 @@ def test_advantages_loss_and_gradient_match_a_hand_computation(
 
 def test_turn_credit_gives_each_turn_its_own_advantage(tiny_policy, tmp_path):
     cfg = small_config(tmp_path, 1, env="ToyText-v0", env_kwargs={"max_turns": 3}, max_turns=3)
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    trainer = Trainer(cfg, policy=fresh(tiny_policy))
     trainer.setup()
     trainer._prepare_rl()
     batch = trainer.rollout(1)
@@ -218,7 +149,7 @@ def _trainable(model) -> dict[str, torch.Tensor]:
 
 def test_every_parameter_changes_after_one_step_full_finetune(tiny_policy, tmp_path):
     cfg = small_config(tmp_path, 1, save_every=0)
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    trainer = Trainer(cfg, policy=fresh(tiny_policy))
     trainer.setup()
     before = _trainable(trainer.policy.model)
     trainer.run()
@@ -234,7 +165,7 @@ def test_every_parameter_changes_after_one_step_full_finetune(tiny_policy, tmp_p
 def test_every_lora_parameter_changes_and_the_base_does_not(tiny_policy, tmp_path):
     # LoRA's B starts at zero, so A gets no gradient in the first update: two updates.
     cfg = small_config(tmp_path, 1, lora=True, lora_r=4, inner_epochs=2, save_every=0)
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    trainer = Trainer(cfg, policy=fresh(tiny_policy))
     trainer.setup()
     trainer._prepare_rl()  # adds the adapters
     model = trainer.policy.model
@@ -270,7 +201,7 @@ def test_reward_rises_on_a_learnable_toy_env(tiny_policy, tmp_path):
         beta=0.0,
         save_every=0,
     )
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    trainer = Trainer(cfg, policy=fresh(tiny_policy))
     trainer.train()
     rewards = [
         json.loads(line)["reward_mean"]
@@ -287,7 +218,7 @@ def test_run_folder_logs_samples_checkpoints(tiny_policy, tmp_path):
     cfg = small_config(
         tmp_path, 2, save_every=1, keep_checkpoints=1, sample_every=2, report_to=("tensorboard",)
     )
-    trainer = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    trainer = Trainer(cfg, policy=fresh(tiny_policy))
     trainer.train()
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2]
@@ -310,39 +241,28 @@ def test_run_folder_logs_samples_checkpoints(tiny_policy, tmp_path):
 
 
 def test_resume_refuses_other_settings_and_fresh_runs_refuse_old_folders(tiny_policy, tmp_path):
-    GRPOTrainer(small_config(tmp_path, 1), policy=fresh(tiny_policy)).train()
+    Trainer(small_config(tmp_path, 1), policy=fresh(tiny_policy)).train()
     with pytest.raises(ConfigError, match="pass --resume to continue"):
-        GRPOTrainer(small_config(tmp_path, 2), policy=fresh(tiny_policy)).setup()
+        Trainer(small_config(tmp_path, 2), policy=fresh(tiny_policy)).setup()
     with pytest.raises(ConfigError, match=r"beta: 0.04 -> 0.0"):
-        GRPOTrainer(small_config(tmp_path, 2, beta=0.0), resume=True).setup()
+        Trainer(small_config(tmp_path, 2, beta=0.0), resume=True).setup()
 
 
 def test_lora_checkpoint_holds_only_adapters_and_resumes(tiny_policy, tmp_path):
     cfg = small_config(tmp_path, 1, lora=True, lora_r=4)
-    first = GRPOTrainer(cfg, policy=fresh(tiny_policy))
+    first = Trainer(cfg, policy=fresh(tiny_policy))
     first.train()
     digest = weights_digest(first.policy.model)
     from safetensors.torch import load_file
 
     saved = load_file(str(tmp_path / "checkpoints" / "step_000001" / "model.safetensors"))
     assert saved and all("lora_" in k for k in saved)
-    second = GRPOTrainer(small_config(tmp_path, 1, lora=True, lora_r=4), resume=True)
+    second = Trainer(small_config(tmp_path, 1, lora=True, lora_r=4), resume=True)
     second.setup()
     second._prepare_rl()
     assert second.step == 1
     assert weights_digest(second.policy.model) == digest
     second.close()
-
-
-def test_wandb_without_wandb_installed_says_how_to_get_it(monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
-    )
-    with pytest.raises(ConfigError, match="pip install wandb"):
-        TrainConfig(report_to=("tensorboard", "wandb"))
 
 
 @pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])

@@ -1,0 +1,212 @@
+"""What a run reports: per-step timing, episode summaries, the step's metrics line, and one
+:class:`MetricsWriter` for ``*.jsonl``, tensorboard, wandb and the progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.policy import Policy
+from agents.rollout import Trajectory
+from agents.training.config import TrainConfig
+
+
+class Clock:
+    """Seconds spent per named activity within one step."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        """``fn`` with every call's time added to ``name``."""
+
+        def timed(*args, **kwargs):
+            with self(name):
+                return fn(*args, **kwargs)
+
+        return timed
+
+
+class TimedPolicy:
+    """The policy as the rollout sees it, with ``generate`` timed."""
+
+    def __init__(self, policy: Policy, clock: Clock):
+        self._policy = policy
+        self.generate = clock.wrap("generation", policy.generate)
+
+    def __getattr__(self, name: str):
+        return getattr(self._policy, name)
+
+
+class TimedEnvs:
+    """A vector env whose ``step`` (where the tools run) is timed."""
+
+    def __init__(self, envs, clock: Clock):
+        self._envs = envs
+        self.step = clock.wrap("tools", envs.step)
+
+    def __getattr__(self, name: str):
+        return getattr(self._envs, name)
+
+
+def episode_summary(t: Trajectory) -> dict[str, Any]:
+    """The numbers of one episode that a step's metrics average."""
+    components: dict[str, float] = {}
+    for turn in t.reward_components:
+        for name, value in turn.items():
+            components[name] = components.get(name, 0.0) + float(value)
+    info = t.info
+    return {
+        "return": t.episode_return,
+        "components": components,
+        "f1": float(info.get("f1", 0.0) or 0.0),
+        "em": float(info.get("em", 0.0) or 0.0),
+        "turns": t.num_turns,
+        "format_errors": float(info.get("format_errors", 0) or 0),
+        "tool_failures": float(info.get("tool_failures", 0) or 0),
+        "truncated": float(t.truncated),
+        "model_tokens": int(sum(t.assistant_mask)),
+        "tokens": len(t.input_ids),
+        "length_stops": float(sum(r == "length" for r in t.finish_reasons)),
+    }
+
+
+def step_metrics(
+    step: int,
+    trajectories: Sequence[Trajectory],
+    update: dict[str, float],
+    clock: Clock,
+    accelerator,
+) -> dict[str, Any]:
+    """The metrics line of one step, over every process's episodes: rewards and their
+    components, episode statistics, the update's loss statistics (averaged over processes),
+    token counts and where the time went."""
+    from accelerate.utils import gather_object
+
+    local = {"episodes": [episode_summary(t) for t in trajectories], "update": update}
+    parts = gather_object([local]) if accelerator.num_processes > 1 else [local]
+    episodes = [e for part in parts for e in part["episodes"]]
+    returns = np.array([e["return"] for e in episodes])
+    metrics: dict[str, Any] = {
+        "step": step,
+        "episodes": len(episodes),
+        "reward_mean": float(returns.mean()),
+        "reward_std": float(returns.std()),
+    }
+    names = sorted({k for e in episodes for k in e["components"]})
+    for name in names:
+        metrics[f"reward/{name}"] = float(
+            np.mean([e["components"].get(name, 0.0) for e in episodes])
+        )
+    for key in ("f1", "em", "turns", "format_errors", "tool_failures", "truncated"):
+        metrics[key] = float(np.mean([e[key] for e in episodes]))
+    for key in parts[0]["update"]:
+        metrics[key] = float(np.mean([p["update"][key] for p in parts]))
+    metrics["tokens/model"] = int(sum(e["model_tokens"] for e in episodes))
+    metrics["tokens/total"] = int(sum(e["tokens"] for e in episodes))
+    metrics["tokens/per_turn"] = metrics["tokens/model"] / max(sum(e["turns"] for e in episodes), 1)
+    metrics["stopped_at_length"] = float(np.mean([e["length_stops"] for e in episodes]))
+    seconds = clock.seconds
+    for key in ("generation", "tools", "rollout", "reference", "forward_backward", "step"):
+        metrics[f"time/{key}"] = round(seconds.get(key, 0.0), 4)
+    metrics["time/rollout_other"] = round(
+        seconds.get("rollout", 0.0) - seconds.get("generation", 0.0) - seconds.get("tools", 0.0),
+        4,
+    )
+    return metrics
+
+
+class MetricsWriter:
+    """Where a run's records go: a JSON line per record in the run folder, the numeric values
+    to tensorboard (``tensorboard/<phase>``) and wandb, and a progress bar. Only the main
+    process writes; on the others every method does nothing."""
+
+    def __init__(self, output: Path, config: TrainConfig, is_main: bool):
+        self.output = Path(output)
+        self.config = config
+        self.is_main = is_main
+        self._writers: dict[str, Any] = {}
+
+    def open(self, phase: str, purge_step: int) -> None:
+        """Open the loggers of ``phase`` ("sft" or the algorithm's name), dropping events a
+        killed run wrote at ``purge_step`` and later."""
+        if not self.is_main:
+            return
+        cfg = self.config
+        if "tensorboard" in cfg.report_to and f"tb/{phase}" not in self._writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writers[f"tb/{phase}"] = SummaryWriter(
+                str(self.output / "tensorboard" / phase), purge_step=purge_step
+            )
+        if "wandb" in cfg.report_to and "wandb" not in self._writers:
+            self._writers["wandb"] = self._open_wandb()
+
+    def _open_wandb(self):
+        try:
+            import wandb
+        except ImportError as err:
+            raise ImportError(
+                "report_to includes 'wandb' but wandb is not installed: `pip install wandb`"
+            ) from err
+        run_id_file = self.output / "wandb_run_id"
+        run_id = run_id_file.read_text().strip() if run_id_file.is_file() else None
+        run = wandb.init(
+            project=self.config.wandb_project,
+            config=self.config.to_dict(),
+            dir=str(self.output),
+            id=run_id,
+            resume="allow",
+        )
+        run_id_file.write_text(run.id)
+        return run
+
+    def log(self, record: dict, filename: str, phase: str, step: int) -> None:
+        """One line of ``filename`` and the numeric values to tensorboard and wandb."""
+        if not self.is_main:
+            return
+        with (self.output / filename).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        scalars = {
+            k: v
+            for k, v in record.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        writer = self._writers.get(f"tb/{phase}")
+        if writer is not None:
+            for key, value in scalars.items():
+                writer.add_scalar(key, value, step)
+            writer.flush()
+        if "wandb" in self._writers:
+            self._writers["wandb"].log({f"{phase}/{k}": v for k, v in scalars.items()})
+
+    def progress(self, total: int, initial: int, desc: str):
+        """A tqdm bar (None off the main process or with ``progress_bar=False``)."""
+        if not (self.is_main and self.config.progress_bar):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+
+    def close(self) -> None:
+        """Finish wandb and close the tensorboard writers."""
+        for name, writer in list(self._writers.items()):
+            if name == "wandb":
+                writer.finish()
+            else:
+                writer.close()
+        self._writers.clear()
