@@ -99,7 +99,7 @@ def test_shipped_training_configs_load_and_validate(name, tmp_path):
 
 def test_train_three_steps_then_resume_to_five(tmp_path, capsys):
     run = tmp_path / "run"
-    base = ["--env", "MATCoding-v0", "--model", "tiny", "--output", str(run)]
+    base = ["--env", "MATCoding-v0", "--model", "tiny", "--algo", "grpo", "--output", str(run)]
     assert train_cli.main([*base, "--steps", "3", *SMALL]) == 0
     assert "run folder" in capsys.readouterr().out
     assert train_cli.main(["--output", str(run), "--resume", "--steps", "5"]) == 0
@@ -107,8 +107,66 @@ def test_train_three_steps_then_resume_to_five(tmp_path, capsys):
     assert "resumed from" in out and "step_000003" in out
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
-    assert json.loads((run / "config.json").read_text())["steps"] == 5
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["steps"], saved["algo"]) == (5, "grpo")
     assert (run / "final" / "model.safetensors").is_file()
     # a changed setting is refused, before the model loads
     assert train_cli.main(["--output", str(run), "--resume", "--beta", "0.5"]) == 2
     assert "beta: 0.04 -> 0.5" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- --algo
+
+
+@pytest.mark.parametrize(
+    "argv, message, known",
+    [
+        (["--algo", "ppo"], "argument --algo: invalid choice: 'ppo'", ["grpo"]),
+        (["--credit", "token"], "argument --credit: invalid choice: 'token'", ["episode", "turn"]),
+    ],
+)
+def test_an_unknown_algo_or_option_value_lists_the_known_ones(
+    argv, message, known, capsys, tmp_path
+):
+    with pytest.raises(SystemExit) as exit_:
+        train_cli.main([*argv, "--output", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    listed = err[err.index(message) + len(message) :]  # argparse: "(choose from ...)"
+    assert "choose from" in listed and all(name in listed for name in known)
+
+
+def test_an_unknown_algo_in_a_config_file_is_a_clear_error(capsys, no_model_loads, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("algo: reinforce\n")
+    assert train_cli.main(["--config", str(path)]) == 2
+    assert "unknown algo 'reinforce'; known algorithms: grpo" in capsys.readouterr().err
+
+
+def test_algo_picks_the_config_class_and_its_options_are_flags():
+    from agents.algorithms import GRPOConfig
+
+    config = _resolve("--algo", "grpo", "--credit", "turn", "--clip-high", "0.28")
+    assert type(config) is GRPOConfig and (config.credit, config.clip_high) == ("turn", 0.28)
+
+
+def test_help_lists_each_algorithms_options_under_its_name(capsys):
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "--algo" in out
+    section = out[out.index("grpo options (--algo grpo)") :]
+    for flag in ("--beta", "--credit", "--aggregation", "--scale-advantages"):
+        assert flag in section
+
+
+def test_python_m_agents_cli_runs_train_as_accelerate_launch_does(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "train", "--algo", "nope"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "invalid choice: 'nope'" in result.stderr and "Traceback" not in result.stderr
