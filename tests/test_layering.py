@@ -2,9 +2,10 @@
 a circle, tools never reach up into the task layer, and nothing imports the trainers.
 
 The import graph is read from the source (``ast``), not by importing, so a circle is found
-even where today's import order happens to hide it. Only imports that run when a module is
-loaded count towards a circle: imports inside functions are lazy on purpose, and those under
-``if TYPE_CHECKING:`` never run.
+even where today's import order happens to hide it. Imports under ``if TYPE_CHECKING:`` never
+run and never count. Only imports that run when a module is loaded count towards a circle
+(imports inside functions are lazy on purpose); for the layering rules every import that can
+run counts, lazy ones too.
 """
 
 from __future__ import annotations
@@ -42,10 +43,16 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def _imports(name: str, load_time_only: bool) -> set[str]:
-    """The names ``name`` imports: modules of ``arft_envs`` where they resolve to one (``from
-    pkg import sub`` counts as ``pkg.sub``), else the top-level name as written."""
+    """The names module ``name`` imports; see :func:`_imports_in`."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return _imports_in(path.read_text(encoding="utf-8"), package, load_time_only)
+
+
+def _imports_in(source: str, package: str, load_time_only: bool) -> set[str]:
+    """The names a module of ``package`` with this ``source`` imports: modules of
+    ``arft_envs`` where they resolve to one (``from pkg import sub`` counts as ``pkg.sub``),
+    else the name as written."""
     found: set[str] = set()
 
     def visit(nodes: list[ast.stmt]) -> None:
@@ -60,16 +67,16 @@ def _imports(name: str, load_time_only: bool) -> set[str]:
                 for alias in node.names:
                     sub = f"{base}.{alias.name}"
                     found.add(sub if sub in MODULES else base)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 if not load_time_only:
                     visit(node.body)
-            elif isinstance(node, ast.If) and load_time_only and _is_type_checking(node):
+            elif isinstance(node, ast.If) and _is_type_checking(node):
                 visit(node.orelse)
             else:
                 for field in ("body", "orelse", "finalbody", "handlers"):
                     visit([n for n in getattr(node, field, []) if isinstance(n, ast.AST)])
 
-    visit(ast.parse(path.read_text(encoding="utf-8"), str(path)).body)
+    visit(ast.parse(source).body)
     return found
 
 
@@ -108,6 +115,24 @@ def test_the_graph_reader_sees_the_imports_it_must():
     # a lazy import inside a function does not count towards a circle
     assert "arft_envs.tasks.render" not in graph["arft_envs.tasks.search.clues"]
     assert "arft_envs.tasks.render" in _imports("arft_envs.tasks.search.clues", False)
+    # a type-only import never runs, so it is no import at all; relative imports resolve
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from . import world\n"
+        "from ..base import Task\n"
+        "if TYPE_CHECKING:\n"
+        "    from arft_envs.core import AgenticEnv\n"
+        "def f():\n"
+        "    import arft_envs.tasks.render\n"
+    )
+    package = "arft_envs.tasks.search"
+    assert _imports_in(source, package, True) == {
+        "typing",
+        "arft_envs.tasks.search.world",
+        "arft_envs.tasks.base",
+    }
+    assert "arft_envs.tasks.render" in _imports_in(source, package, False)
+    assert "arft_envs.core" not in _imports_in(source, package, False)
     # and the circle finder finds one
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None

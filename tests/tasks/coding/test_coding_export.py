@@ -10,6 +10,7 @@ import pytest
 
 from arft_envs.errors import DatasetError
 from arft_envs.rewards import format_reward
+from arft_envs.tasks.coding import export
 from arft_envs.tasks.coding.official import load_coding_rows, load_mat_coding
 from arft_envs.tasks.coding.synthetic import SyntheticCoding
 
@@ -75,3 +76,20 @@ def test_stepwise_rows_round_trip(tmp_path):
             assert np.array_equal(got.load_images()[0], source.clean_image(task))
         else:
             assert np.array_equal(got.load_images()[0], task.load_images()[0])
+
+
+def test_the_writers_are_functions_over_any_source(tmp_path):
+    class Fixed:
+        """Not a SyntheticCoding: only the ``tasks`` the writers need."""
+
+        def tasks(self, n, seed=0):
+            return SyntheticCoding("hard").tasks(n, seed)
+
+    path = export.write(Fixed(), tmp_path / "a", 3, seed=5)
+    same = SyntheticCoding("hard").write(tmp_path / "b", 3, seed=5)
+    assert path.read_bytes() == same.read_bytes()
+    assert export.stepwise_rows(Fixed(), 3, seed=5) == SyntheticCoding("hard").stepwise_rows(3, 5)
+    rows = export.write_stepwise(Fixed(), tmp_path / "c" / "rows.json", 3, seed=5)
+    assert [t.meta["gold_step"] for t in load_coding_rows(rows)] == [
+        r["solution"] for r in export.stepwise_rows(Fixed(), 3, seed=5)
+    ]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from arft_envs.rewards import score_answer
+from arft_envs.tasks.search.questions import question
 from arft_envs.tasks.search.synthetic import SyntheticSearch
+from arft_envs.tasks.search.world import SearchWorld
 from arft_envs.tools.search import BM25Search
 
 
@@ -41,3 +44,19 @@ def test_gold_steps_follow_the_papers_strict_format():
         assert re.fullmatch(rf"<think>.*?</think>\n<{kind}>.*?</{kind}>", step, re.DOTALL)
     assert re.search(r"<answer> (.*) </answer>", steps[-1])[1] == task.answers[0]
     assert score_answer(task.answers[0], task.answers) == (1.0, 1.0)
+
+
+def test_question_is_a_function_of_the_world_and_the_draws():
+    world = SearchWorld(3)
+    draws = [question(world, np.random.default_rng(seed), 2) for seed in range(30)]
+    seed, draw = next((s, d) for s, d in enumerate(draws) if d is not None)
+    assert draw == question(world, np.random.default_rng(seed), 2)
+    names = [name for name, _ in draw["chain"]]
+    assert draw["hops"] == len(names) == len(set(names)) == len(draw["gold_queries"]) == 2
+    assert draw["entity"] == names[0] and draw["entity"] not in draw["question"]
+    assert draw["clue"].name == draw["entity"]
+    text = question(world, np.random.default_rng(seed), 2, text_only=True)
+    assert text["chain"] == draw["chain"] and text["clue"] is None
+    assert draw["entity"] in text["question"]
+    # a draw that gets stuck or loops back says so (None), and the caller draws again
+    assert any(question(world, np.random.default_rng(s), 3) is None for s in range(100))
