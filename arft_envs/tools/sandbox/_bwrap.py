@@ -60,8 +60,9 @@ def build(
     The sandbox: new user (mapped to the caller's uid), pid, net, ipc, uts and cgroup
     namespaces, no nested user namespaces, a new session (no TIOCSTI on a tty), killed with its
     parent; a read-only view of /usr, the interpreter's prefixes and this package (at
-    ``/sbx``) only; a size-capped /tmp; an empty read-only /dev/shm; read-only / and /dev;
-    uid/gid 65534; a cleared environment.
+    ``/sbx``) only; a size-capped /tmp; an empty /dev/shm of mode 0555 (seccomp denies
+    ``chmod``, so it stays unwritable); read-only /, /dev and /proc; uid/gid 65534; a cleared
+    environment.
     """
     sources = _prefixes() + [package_dir]
     bwrap_real = os.path.realpath(bwrap)
@@ -93,7 +94,9 @@ def build(
         a += ["--ro-bind", f"@S{i}", src]
     a += ["--ro-bind", f"@S{len(_prefixes())}", WORKER_DIR]
     a += ["--dev", "/dev", "--perms", "0555", "--size", "65536", "--tmpfs", "/dev/shm"]
-    a += ["--proc", "/proc", "--remount-ro", "/dev", "--remount-ro", "/"]
+    # A read-only /proc: no write through /proc/<pid>/mem (bwrap's pid 1 shares the call's
+    # uid and is dumpable) or any other procfs file, whatever the kernel's LSMs.
+    a += ["--proc", "/proc", "--remount-ro", "/proc", "--remount-ro", "/dev", "--remount-ro", "/"]
     a += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--hostname", "sandbox"]
     a += ["--clearenv"]
     for k, v in env.items():

@@ -56,8 +56,8 @@ try:
 except OSError:
     r["root_writable"] = r.get("root_writable", False)
 r["ifaces"] = [l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:]]
-host = int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[1])
-try:
+try:  # at the process level Landlock hides /proc beyond the call's own entry
+    host = int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[1])
     open(f"/proc/{host}/environ", "rb").read(1); r["host_environ"] = "readable"
 except OSError:
     r["host_environ"] = "denied"

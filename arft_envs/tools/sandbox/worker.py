@@ -366,8 +366,10 @@ class Server:
         # binds that live under /tmp). After every call everything else is deleted, so nothing
         # a call writes, inside or outside its own work dir, is seen by the next call.
         self.baseline = _snapshot(self.workdir)
-        # The process level has no mount namespace: confine writes with Landlock if we can.
-        self.landlock_abi = _landlock.abi_version() if self.level == "process" else 0
+        # Every call gets a Landlock domain where the kernel has one (signal scope, no ptrace
+        # of bwrap's pid 1 or of us); the process level, without mounts, also confines reads.
+        self.landlock_abi = _landlock.abi_version()
+        self.readable = _landlock.readable_roots() if self.level == "process" else None
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -664,7 +666,7 @@ class Server:
         os.environ.clear()
         os.environ.update(self.base_env, HOME=job, TMPDIR=job, PWD=job)
         if self.landlock_abi:
-            _landlock.restrict_writes([job], [os.devnull], self.landlock_abi)
+            _landlock.confine([job], [os.devnull], self.landlock_abi, self.readable)
         _seccomp.install(self.prog, self.prog_offsets)
 
     def _watch(self, pid: int, streams: dict, deadline: float) -> bool:
@@ -795,7 +797,7 @@ class Server:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
                 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
                 if self.landlock_abi:
-                    _landlock.restrict_writes([], [], self.landlock_abi)
+                    _landlock.confine([], [], self.landlock_abi, self.readable)
                 _seccomp.install(self.prog, self.prog_offsets)
                 _emit_images(w, job, names, lim)
             finally:
