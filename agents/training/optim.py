@@ -7,14 +7,14 @@ import math
 
 import torch
 
-from agents.policy import LoraSettings, Policy, _apply_lora
+from agents.policy import LoraSettings, Policy, apply_lora
 from agents.training.config import TrainConfig, derive
 
 
 def attach_lora(policy: Policy, config: TrainConfig) -> None:
     """Give ``policy.model`` the LoRA adapters of ``config`` (``lora_r``, ``lora_alpha``,
     ``lora_dropout``); only they train from then on."""
-    policy.model = _apply_lora(policy.model, derive(LoraSettings, config, prefix="lora_"))
+    policy.model = apply_lora(policy.model, derive(LoraSettings, config, prefix="lora_"))
 
 
 def lr_factor(update: int, total: int, warmup: int, schedule: str) -> float:
