@@ -41,6 +41,8 @@ from arft_envs.tools.search.bm25 import BM25Search
 
 @dataclass
 class Entity:
+    """One fictional entity: its kind, unique name, document url, and facts about it."""
+
     kind: str
     name: str
     url: str
@@ -161,7 +163,7 @@ class SearchWorld:
                 documents.append(Document(entity.name, " ".join([sentences[0], *rest]), entity.url))
         return documents, fact_docs
 
-    # ---------------------------------------------------------------- questions
+    # ---------------------------------------------------------------- searching and tasks
 
     def bm25(self) -> BM25Search:
         """BM25 over this world's corpus (built once)."""
@@ -176,7 +178,7 @@ class SearchWorld:
         split: str,
         source: str = "synthetic-search",
     ) -> Task:
-        """A :class:`Task` from one :meth:`question` draw."""
+        """A :class:`Task` from one :func:`~arft_envs.tasks.search.questions.question` draw."""
         clue = draw["clue"]
         meta = {
             key: draw[key]
