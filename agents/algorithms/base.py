@@ -16,7 +16,13 @@ differs between GRPO, RLOO, PPO, DAPO, … is owned by an :class:`Algorithm`:
 
 A new algorithm is one file under ``agents/algorithms/`` defining its config, its pure tensor
 functions and its ``Algorithm`` subclass, plus one line in ``ALGORITHMS``
-(:mod:`agents.algorithms`). ``arft train --algo NAME`` then runs it.
+(:mod:`agents.algorithms`). ``arft train --algo NAME`` then runs it. A section may extend
+another's (a Dr. GRPO or DAPO config can subclass ``GRPOConfig`` and change defaults).
+
+Not yet in the contract, because no algorithm needs them today: extra models that *train*
+(PPO's critic must be prepared, optimised and checkpointed with the policy), and dropping
+groups after the rollout (DAPO's dynamic sampling must refill the batch so that every process
+keeps the same number of micro-batches, or DDP's gradient sync waits forever).
 """
 
 from __future__ import annotations

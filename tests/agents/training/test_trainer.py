@@ -273,3 +273,13 @@ def test_sharding_without_a_gpu_is_refused_rather_than_run_as_ddp(monkeypatch, v
     monkeypatch.setenv(var, "true")
     with pytest.raises(RuntimeError, match="no GPU is visible.*--multi_gpu"):
         make_accelerator(TrainConfig())
+
+
+def test_a_bare_train_config_runs_its_algorithm_with_the_sections_defaults(tmp_path):
+    from agents.algorithms import GRPO, GRPOConfig
+
+    base = TrainConfig(output=str(tmp_path), steps=3, report_to=("none",), progress_bar=False)
+    trainer = Trainer(base)
+    assert type(trainer.config) is GRPOConfig and isinstance(trainer.algorithm, GRPO)
+    assert trainer.config.steps == 3 and trainer.config.beta == GRPOConfig().beta
+    assert trainer.algorithm.config is trainer.config
