@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from agents.models import families
+from agents.models.logprobs import model_logprobs
 
 if TYPE_CHECKING:
     from agents.policy import Policy
@@ -86,6 +87,16 @@ def forward_logprobs(
     if keep.numel() == 0:
         zeros = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
         return zeros, (zeros.clone() if return_entropy else None)
+    chunked = model_logprobs(
+        policy.model,
+        batch,
+        wanted,
+        temperature=temperature,
+        return_entropy=return_entropy,
+        run=model,
+    )  # no (B, K, V) float tensor; None: this model needs the full logits below
+    if chunked is not None:
+        return chunked
     model = policy.model if model is None else model
     outputs = model(**batch, use_cache=False, logits_to_keep=keep - 1)
     logits = outputs.logits.float() / temperature  # (B, K, V)
