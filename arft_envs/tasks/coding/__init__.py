@@ -15,7 +15,8 @@ One module per concept:
 - :mod:`.gold`: the gold plan and the prose of each gold turn;
 - :mod:`.scenes`: the synthetic pictures of text and the degradations drawn for them;
 - :mod:`.synthetic`: :class:`SyntheticCoding` and its stepwise view;
-- :mod:`.export`: writing a source out in both file formats, which the loaders read back.
+- :mod:`.export`: writing a source out in both file formats, which the loaders read back;
+- :mod:`.easy`: :class:`EasyCoding`, the easy setting the demo trains on (``EasyMATCoding-v0``).
 """
 
 from arft_envs.tasks.coding import export
@@ -28,6 +29,7 @@ from arft_envs.tasks.coding.degrade import (
     degrade,
     restore_code,
 )
+from arft_envs.tasks.coding.easy import EasyCoding
 from arft_envs.tasks.coding.gold import gold_plan, gold_steps
 from arft_envs.tasks.coding.official import (
     ROW_TYPES,
@@ -50,6 +52,7 @@ __all__ = [
     "SPLITS",
     "SPLIT_CLASSES",
     "Degradation",
+    "EasyCoding",
     "StepwiseSynthetic",
     "SyntheticCoding",
     "degrade",
