@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 # id -> (entry point, default kwargs)
 ENV_SPECS: dict[str, tuple[str, dict]] = {
     "MATCoding-v0": ("arft_envs.envs.mat_coding:MATCodingEnv", {}),
+    "EasyMATCoding-v0": ("arft_envs.envs.mat_coding:make_easy_env", {}),
     "MATSearch-v0": ("arft_envs.envs.mat_search:MATSearchEnv", {}),
     "HotpotQA-v0": ("arft_envs.envs.multihop_qa:MultihopQAEnv", {"dataset": "hotpotqa"}),
     "2WikiMultihopQA-v0": ("arft_envs.envs.multihop_qa:MultihopQAEnv", {"dataset": "2wiki"}),

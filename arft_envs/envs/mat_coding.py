@@ -255,3 +255,51 @@ def _make_tasks(data, split, image_root, mode, check_images=True) -> TaskSource:
             check_images=check_images,
         )
     return ListTaskSource(tasks, name=str(data))
+
+
+def make_easy_env(
+    degradations: tuple[str, ...] | list[str] | None = None,
+    image_size: tuple[int, int] | list[int] = (128, 128),
+    content: str = "glyph",
+    holdout: int = 48,
+    holdout_seed: int = 2024,
+    **kwargs: Any,
+) -> MATCodingEnv:
+    """
+    ## Description
+    ``EasyMATCoding-v0``: ``MATCoding-v0`` on the easy task source
+    :class:`arft_envs.tasks.coding.easy.EasyCoding`, the setting ``make demo`` trains a tiny
+    model on. The images are 128-px pictures of one glyph under one of a few photometric
+    degradations (dark, overexposure, noise by default), the gold turns are short (a cue word,
+    the repair code, the answer), and a fixed set of held-out tasks is never sampled. The code
+    turn really runs in the sandbox.
+
+    ## Action Space
+    As ``MATCoding-v0``: UTF-8 text, one ``<problem>``, ``<code>`` or ``<answer>`` action a turn.
+
+    ## Observation Space
+    As ``MATCoding-v0``: the whole conversation so far and its images.
+
+    ## Rewards
+    As ``MATCoding-v0`` (see :class:`MATCodingEnv`): format, diagnosis, code and answer terms.
+
+    ## Starting State
+    A task drawn from the easy source with the reset seed (the held-out tasks excepted), or the
+    one named by ``options={"task_id": ...}`` (held-out ids included).
+
+    ## Episode End
+    As ``MATCoding-v0``: terminated on an answer, truncated at ``max_turns``.
+
+    ## Arguments
+    ``degradations`` (default ``DEFAULT_DEGRADATIONS`` of the easy source), ``image_size``,
+    ``content``, ``holdout``, ``holdout_seed``: see ``EasyCoding``. Any other keyword goes to
+    :class:`MATCodingEnv` (``max_turns``, ``on_format_error``, ...).
+
+    ## Version History
+    - v0: initial release (registered by ``agents.demo`` before it joined ``ENV_SPECS``).
+    """
+    from arft_envs.tasks.coding.easy import DEFAULT_DEGRADATIONS, EasyCoding
+
+    kinds = DEFAULT_DEGRADATIONS if degradations is None else degradations
+    tasks = EasyCoding(kinds, image_size, content, holdout, holdout_seed)
+    return MATCodingEnv(tasks=tasks, **kwargs)

@@ -1,4 +1,5 @@
-"""The demo's easy setting, its success measure, its plot, and a miniature end-to-end run."""
+"""The demo's noisy annotator, its success measure, its plot, its one source of settings, and a
+miniature end-to-end run. (The easy setting itself is tested in tests/tasks/coding.)"""
 
 from __future__ import annotations
 
@@ -9,40 +10,20 @@ import numpy as np
 import pytest
 
 from agents.demo import (
-    ENV_ID,
+    CONFIG,
     DemoSettings,
-    EasyCoding,
     Evaluation,
     MislabellingExpert,
     episode_success,
     gold_kind,
+    load_config,
     main,
     paired_gain,
     plot_rewards,
 )
-from agents.sft import expert_episode
+from agents.training.warm_start import expert_episode
 from arft_envs.report import play_episode
-
-
-def test_holdout_is_fixed_and_never_sampled():
-    a, b = EasyCoding(holdout=12), EasyCoding(holdout=12)
-    assert a.holdout_ids == b.holdout_ids and len(set(a.holdout_ids)) == 12
-    rng = np.random.default_rng(0)
-    drawn = [a.sample(rng) for _ in range(200)]
-    assert not {t.id for t in drawn} & set(a.holdout_ids)
-    assert {t.meta["degradations"][0] for t in drawn} == set(a.kinds)
-
-
-@pytest.mark.parametrize("kind", ["dark", "overexposure", "blur", "noise", "none"])
-def test_short_gold_turns_earn_the_full_return(kind):
-    from arft_envs.experts import ScriptedExpert
-
-    env = gym.make(ENV_ID, degradations=[kind], holdout=1)
-    record = play_episode(env, ScriptedExpert(), seed=5)
-    full = 4.0 if kind == "none" else 6.0  # format + accuracy per gold step
-    assert sum(record.rewards) == full
-    assert gold_kind(record.info["task_id"]) == kind
-    env.close()
+from arft_envs.tasks.coding.easy import ENV_ID, EasyCoding
 
 
 def _bad_episode(policy, env, seed):
@@ -104,14 +85,16 @@ def _task_at(env, seed):
 def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_policy):
     env = gym.make(ENV_ID, degradations=["dark"], holdout=1)
     good = expert_episode(tiny_policy, env, seed=1)
-    assert episode_success(good) == {
+    task = env.unwrapped.tasks.get(good.task_id)
+    assert gold_kind(task) == "dark"
+    assert episode_success(good, task) == {
         "diagnosis": True,
         "well_formed": True,
         "code_ran": True,
         "success": True,
     }
     bad = _bad_episode(tiny_policy, env, seed=1)
-    flags = episode_success(bad)
+    flags = episode_success(bad, env.unwrapped.tasks.get(bad.task_id))
     assert flags == {"diagnosis": False, "well_formed": False, "code_ran": False, "success": False}
     env.close()
 
@@ -120,11 +103,13 @@ def test_paired_gain_compares_the_same_tasks_and_resamples_tasks(tiny_policy):
     env = gym.make(ENV_ID, degradations=["dark"], holdout=1)
     good_a, bad_a = expert_episode(tiny_policy, env, seed=1), _bad_episode(tiny_policy, env, 1)
     good_b, bad_b = expert_episode(tiny_policy, env, seed=2), _bad_episode(tiny_policy, env, 2)
+    tasks = env.unwrapped.tasks
     env.close()
     assert good_a.task_id != good_b.task_id
 
     def ev(*trajectories):
-        return Evaluation(0, 0, 0, 0, 0, 0, len(trajectories), list(trajectories))
+        flags = [episode_success(t, tasks.get(t.task_id)) for t in trajectories]
+        return Evaluation(0, 0, 0, 0, 0, 0, len(trajectories), list(trajectories), flags)
 
     # task A: 0/2 -> 2/2 (+1); task B: 1/2 -> 1/2 (0); the mean over tasks is +0.5.
     before = ev(bad_a, bad_a, good_b, bad_b)
@@ -167,3 +152,39 @@ def _flags(values: dict) -> list[str]:
     for key, value in values.items():
         out += ["--" + key.replace("_", "-"), str(value)]
     return out
+
+
+# ============================================================================ one source
+
+
+# The knobs the demo sets over the config file, and why: its own run folder and seed, no
+# checkpoints (it is one uninterrupted run), four sample pages whatever the step count, a bar.
+DEMO_OWN = {"output", "seed", "save_every", "sample_every", "progress_bar"}
+
+
+def test_the_demo_runs_the_config_file_but_for_its_own_knobs():
+    from agents.training.config import TrainConfig
+
+    from_file = TrainConfig.from_dict(load_config(CONFIG))
+    demo = DemoSettings().train_config()
+    names = set(demo.field_names())
+    assert DEMO_OWN <= names
+    differ = {n for n in names if getattr(demo, n) != getattr(from_file, n)}
+    assert differ <= DEMO_OWN, f"the demo re-declares {sorted(differ - DEMO_OWN)}"
+    assert demo.env == "arft_envs:EasyMATCoding-v0" and demo.save_every == 0
+
+
+def test_demo_settings_default_to_the_file_and_override_it_where_given(tmp_path):
+    values = load_config(CONFIG)
+    settings = DemoSettings()
+    assert (settings.steps, settings.temperature, settings.credit) == (
+        values["steps"],
+        values["temperature"],
+        values["credit"],
+    )
+    assert list(settings.degradations) == values["env_kwargs"]["degradations"]
+    small = DemoSettings(output=str(tmp_path), steps=3, holdout=5, degradations=("dark",))
+    config = small.train_config()
+    assert config.steps == 3 and config.sample_every == 1
+    assert config.env_kwargs == {**values["env_kwargs"], "holdout": 5, "degradations": ["dark"]}
+    assert config.output == str(tmp_path / "train")
