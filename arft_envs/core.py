@@ -1,57 +1,74 @@
 """AgenticEnv: the turn loop shared by every text-acting, tool-using environment.
 
-One ``step(action)`` is one assistant turn. The env parses the text (``actions``), runs the
-tool call it holds (the family's ``_run_tool``), appends the assistant turn and the tool's
-reply to the conversation, and returns the reward of that turn. The conversation *is* the
-Markov state, so the observation is the whole chat so far. Reward definitions live in
-``rewards``; tools live in ``tools``; this module only sequences them.
+One ``step(action)`` is one assistant turn. The env parses the text with the grammar of its
+registered tools (``actions``), runs the tool call it holds under the tool's whole-call
+deadline (``tools.base``, ``tools.deadline``), appends the assistant turn and the tool's reply
+to the conversation, and returns the reward of that turn (the tool's ``reward``). The
+conversation *is* the Markov state, so the observation is the whole chat so far. Reward
+definitions live in ``rewards``; tools live in ``tools``; this module only sequences them.
+
+A family (MATCoding, the search envs) overrides four hooks: ``_make_tools`` (its tools),
+``_initial_messages`` (the opening chat), ``_stepwise_components`` (the paper's one-row
+rewards, for ``mode="stepwise"``) and ``_task_info`` (the task's public facts for ``info``).
+A user adds a tool with ``extra_tools=[...]`` or :meth:`AgenticEnv.add_tool`. Nothing requires
+this base class: a third-party env is any ``gym.Env`` with the observation and info contract.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from arft_envs.actions import ACTION_TAGS, Answer, FormatError, ToolCall, parse_action
+from arft_envs.actions import (
+    ACTION_TAGS,
+    Answer,
+    FormatError,
+    ToolCall,
+    body_parser,
+    grammar_for,
+)
+from arft_envs.prompts import with_tools
 from arft_envs.spaces import (
     Conversation,
     Utf8Text,
     conversation_text,
+    fit_image,
     image_part,
     message,
     text_part,
 )
 from arft_envs.tasks.base import Task, TaskSource
+from arft_envs.tools.base import Tool, ToolOutcome, check_tools
+from arft_envs.tools.deadline import DeadlineBusy, DeadlineExceeded, DeadlineRunner
+
+logger = logging.getLogger(__name__)
 
 REWARD_MODES = ("live", "paper")
 FORMAT_ERROR_POLICIES = ("continue", "terminate")
 MODES = ("agent", "stepwise")
 
-
-@dataclass
-class ToolOutcome:
-    """What a tool call produced: the text (and new images) the model reads next.
-
-    ``status`` is ``"ok"`` or a failure kind (``"error"``, ``"timeout"``, ...); every status
-    other than ``"ok"`` is counted in ``info["tool_failures"]``. ``reward_components`` name
-    the reward of the turn (the env adds the format component itself when relevant).
-    """
-
-    text: str
-    images: tuple[np.ndarray, ...] = ()
-    status: str = "ok"
-    reward_components: dict[str, float] = field(default_factory=dict)
+__all__ = ["AgenticEnv", "ToolOutcome", "Tool"]
 
 
 class AgenticEnv(gym.Env[dict, str]):
     """Base class: a multi-turn conversation where each action is one assistant turn.
 
-    Subclasses set ``action_tags`` and implement ``_initial_messages``, ``_run_tool`` and
-    ``_answer_components`` (and ``_stepwise_components`` for ``mode="stepwise"``).
+    Subclasses implement ``_make_tools`` and ``_initial_messages`` (and
+    ``_stepwise_components`` for ``mode="stepwise"``, ``_task_info`` for more ``info``).
+    An older form still works: set ``action_tags`` and implement ``_run_tool(call, action)``
+    and ``_answer_components(answer, action, f1, em)``; each tag then becomes a tool that
+    calls those hooks.
+
+    Common arguments: ``extra_tools`` (more :class:`~arft_envs.tools.base.Tool` objects) and
+    ``tool_timeout_s`` (a number for every tool, or ``{tool name: seconds or None}``;
+    default: each tool's own ``deadline``). ``max_abandoned_calls``: how many calls that
+    missed their deadline may still run, per tool, before further calls are refused.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -69,6 +86,9 @@ class AgenticEnv(gym.Env[dict, str]):
         max_action_length: int = 16384,
         max_image_side: int = 4096,
         share_images: bool = False,
+        extra_tools: Iterable[Tool] = (),
+        tool_timeout_s: float | Mapping[str, float | None] | None = None,
+        max_abandoned_calls: int = 4,
         render_mode: str | None = None,
     ):
         if reward_mode not in REWARD_MODES:
@@ -83,9 +103,6 @@ class AgenticEnv(gym.Env[dict, str]):
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
-        unknown = set(self.action_tags) - set(ACTION_TAGS)
-        if unknown:
-            raise ValueError(f"unknown action tags {sorted(unknown)}")
         self.tasks = tasks
         self.max_turns = 1 if mode == "stepwise" else int(max_turns)
         self.reward_mode = reward_mode
@@ -99,6 +116,12 @@ class AgenticEnv(gym.Env[dict, str]):
             max_images=8 + self.max_turns,
             max_image_side=max_image_side,
         )
+        self._timeouts = _check_timeouts(tool_timeout_s)
+        self._max_abandoned = int(max_abandoned_calls)
+        self._tools: list[Tool] = []
+        self._extra: list[Tool] = []
+        self._runners: dict[str, DeadlineRunner] = {}
+        self._set_tools(list(self._make_tools()), list(extra_tools))
         self.task: Task | None = None
         self._messages: list[dict] = []
         self._images: list[np.ndarray] = []
@@ -106,24 +129,110 @@ class AgenticEnv(gym.Env[dict, str]):
         self._done = True
         self._counts: Counter[str] = Counter()
         self._return = 0.0
+        self._action = ""
 
     # ------------------------------------------------------------------ subclass hooks
+
+    def _make_tools(self) -> list[Tool]:
+        """The family's own tools. The default wraps the older hooks, one tool per tag of
+        ``action_tags`` (see the class docstring)."""
+        unknown = set(self.action_tags) - set(ACTION_TAGS)
+        if unknown:
+            raise ValueError(f"unknown action tags {sorted(unknown)}")
+        return [_HookTool(tag) for tag in self.action_tags]
 
     def _initial_messages(self, task: Task, images: list[np.ndarray]) -> list[dict]:
         """The opening messages (system prompt, user question with image parts)."""
         raise NotImplementedError
 
-    def _run_tool(self, call: ToolCall, action: str) -> ToolOutcome:
-        """Run one tool call and say what the model sees next."""
-        raise NotImplementedError
-
-    def _answer_components(self, answer: Answer, action: str, f1: float, em: float) -> dict:
-        """Reward components of the final answer turn."""
-        raise NotImplementedError
-
     def _stepwise_components(self, action: str, gold_step: str) -> dict[str, float]:
         """Reward components of one completion against a gold step (``mode="stepwise"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no stepwise mode")
+
+    def _task_info(self, task: Task, final: bool) -> dict[str, Any]:
+        """The task's public facts for ``info`` at ``reset()`` and (``final``) at the episode's
+        end. Never a gold answer or step before the end."""
+        return {}
+
+    def _run_tool(self, call: ToolCall, action: str) -> ToolOutcome:
+        """Older hook: run one tool call (only used through ``action_tags``)."""
+        raise NotImplementedError
+
+    def _answer_components(self, answer: Answer, action: str, f1: float, em: float) -> dict:
+        """Older hook: reward components of the final answer turn."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ tools
+
+    @property
+    def tools(self) -> Mapping[str, Tool]:
+        """The registered tools by name, in the order the prompt lists them."""
+        return MappingProxyType({tool.name: tool for tool in self._tools})
+
+    @property
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        """Every tool's function schema (``{"type": "function", "function": {...}}``)."""
+        return [tool.schema() for tool in self._tools]
+
+    def add_tool(self, tool: Tool) -> None:
+        """Register one more tool; its tag is accepted from now on and the system prompt
+        lists it from the next ``reset()``."""
+        self._set_tools([t for t in self._tools if t not in self._extra], [*self._extra, tool])
+
+    def _set_tools(self, own: list[Tool], extra: list[Tool]) -> None:
+        tools = [*own, *extra]
+        check_tools(tools)
+        if sum(1 for t in tools if t.terminal) > 1:
+            raise ValueError("at most one tool may be terminal (the answer)")
+        self._tools, self._extra = tools, extra
+        self.action_tags = tuple(tag for tool in tools for tag in tool.call_tags)
+        self._grammar = grammar_for(tuple(tools))
+
+    def _deadline(self, tool: Tool) -> float | None:
+        if tool.name in self._timeouts:
+            return self._timeouts[tool.name]
+        if "*" in self._timeouts:
+            return self._timeouts["*"]
+        return tool.deadline(self)
+
+    def _call(self, tool: Tool, call: ToolCall) -> ToolOutcome:
+        """Run ``call`` under ``tool``'s deadline; every failure becomes a tool message."""
+        try:
+            deadline = self._deadline(tool)
+            runner = self._runners.get(tool.name)
+            if runner is None:
+                runner = DeadlineRunner(self._max_abandoned, name=self._thread_name(tool))
+                self._runners[tool.name] = runner
+            outcome = runner.call(lambda: tool.run(call, self), deadline)
+        except DeadlineBusy as err:
+            outcome = tool.timeout_outcome(
+                call, err.deadline_s, f"{err.running} earlier call(s) still running, not started"
+            )
+        except DeadlineExceeded as err:
+            outcome = tool.timeout_outcome(call, err.deadline_s, "the whole-call deadline")
+        except Exception as err:  # a tool's bug is reported to the model, never raised
+            logger.warning("tool %r raised %r", tool.name, err, exc_info=True)
+            outcome = ToolOutcome(
+                f"The {tool.name} tool failed ({type(err).__name__}: {_short(err)}). "
+                "The episode goes on.",
+                status="error",
+            )
+        if not isinstance(outcome, ToolOutcome):
+            outcome = ToolOutcome(
+                f"The {tool.name} tool returned {type(outcome).__name__}, not a ToolOutcome.",
+                status="error",
+            )
+        return outcome
+
+    def _thread_name(self, tool: Tool) -> str:
+        """The name of the threads that run ``tool``'s calls for this env."""
+        return f"arft-tool-{tool.name}@{id(self):x}"
+
+    def close(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+        super().close()
 
     # ------------------------------------------------------------------ gymnasium API
 
@@ -138,12 +247,15 @@ class AgenticEnv(gym.Env[dict, str]):
         else:
             self.task = self.tasks.sample(self.np_random)
         self._images = list(self.task.load_images())
+        for tool in self._tools:
+            tool.reset(self)
         self._messages = self._initial_messages(self.task, self._images)
         self._turn = 0
         self._done = False
         self._counts = Counter()
         self._return = 0.0
         info = {"task_id": self.task.id, "split": self.task.split, "turn": 0}
+        info.update(self._task_info(self.task, final=False))
         return self._observation(), info
 
     def step(self, action: str):
@@ -151,40 +263,43 @@ class AgenticEnv(gym.Env[dict, str]):
             raise gym.error.ResetNeeded("the episode is over; call reset() before step()")
         self._turn += 1
         text = action if isinstance(action, str) else repr(action)
+        self._action = text
         self._messages.append(message("assistant", text_part(text[: self.action_space.max_length])))
         terminated = False
         answer: Answer | None = None
         tool_status = None
+        parsed = self._grammar.parse(action, self.action_space.max_length)
+        kind = _kind(parsed)
         if self.mode == "stepwise":
-            parsed = parse_action(action, self.action_tags, self.action_space.max_length)
             components = self._stepwise_components(text, self.task.meta["gold_step"])
-            kind = _kind(parsed)
             if isinstance(parsed, Answer):
                 answer = parsed
             elif isinstance(parsed, FormatError):
                 self._counts["format_errors"] += 1
             terminated = True
+        elif isinstance(parsed, FormatError):
+            self._counts["format_errors"] += 1
+            components = {"format": 0.0}
+            self._append_tool(f"Format error: {parsed.message}", ())
+            terminated = self.on_format_error == "terminate"
+        elif isinstance(parsed, Answer):
+            answer = parsed
+            f1, em = self._score(parsed.text)
+            tool = next(t for t in self._tools if t.terminal)
+            scored = ToolOutcome("", detail={"f1": f1, "em": em})
+            components = dict(tool.reward(parsed, scored, text, self))
+            terminated = True
         else:
-            parsed = parse_action(action, self.action_tags, self.action_space.max_length)
-            kind = _kind(parsed)
-            if isinstance(parsed, FormatError):
-                self._counts["format_errors"] += 1
-                components = {"format": 0.0}
-                self._append_tool(f"Format error: {parsed.message}", ())
-                terminated = self.on_format_error == "terminate"
-            elif isinstance(parsed, Answer):
-                answer = parsed
-                f1, em = self._score(parsed.text)
-                components = self._answer_components(parsed, text, f1, em)
-                terminated = True
-            else:
-                outcome = self._run_tool(parsed, text)
-                tool_status = outcome.status
-                self._counts[f"{parsed.name}_calls"] += 1
-                if outcome.status != "ok":
-                    self._counts["tool_failures"] += 1
-                components = dict(outcome.reward_components)
-                self._append_tool(outcome.text, outcome.images)
+            tool = self.tools[parsed.name]
+            outcome = self._call(tool, parsed)
+            tool_status = outcome.status
+            self._counts[f"{parsed.name}_calls"] += 1
+            if outcome.status != "ok":
+                self._counts["tool_failures"] += 1
+            if outcome.status == "timeout":
+                self._counts["tool_timeouts"] += 1
+            components = dict(tool.reward(parsed, outcome, text, self))
+            self._append_tool(outcome.text, outcome.images)
         truncated = not terminated and self._turn >= self.max_turns
         reward = float(sum(components.values()))
         self._return += reward
@@ -197,6 +312,7 @@ class AgenticEnv(gym.Env[dict, str]):
             "tool_status": tool_status,
             "format_errors": self._counts["format_errors"],
             "tool_failures": self._counts["tool_failures"],
+            "tool_timeouts": self._counts["tool_timeouts"],
         }
         if isinstance(parsed, FormatError):
             info["format_error"] = parsed.message
@@ -218,7 +334,17 @@ class AgenticEnv(gym.Env[dict, str]):
 
     @property
     def messages(self) -> tuple[dict, ...]:
+        """The episode's conversation so far."""
         return tuple(self._messages)
+
+    @property
+    def images(self) -> tuple[np.ndarray, ...]:
+        """The episode's images so far (read-only arrays; the newest last)."""
+        return tuple(self._images)
+
+    def system_prompt(self, base: str) -> str:
+        """``base`` with a section on each extra tool (``base`` itself when there is none)."""
+        return with_tools(base, self._extra)
 
     def _score(self, prediction: str | None) -> tuple[float, float]:
         from arft_envs.rewards import score_answer
@@ -228,23 +354,45 @@ class AgenticEnv(gym.Env[dict, str]):
     def _final_info(self, answer: Answer | None) -> dict[str, Any]:
         prediction = answer.text if answer is not None else None
         f1, em = self._score(prediction)
-        return {
+        info = {
             "answer": prediction,
             "golds": list(self.task.answers),
             "f1": f1,
             "em": em,
             "episode_return": self._return,
             "turns": self._turn,
+            "split": self.task.split,
         }
+        info.update(self._task_info(self.task, final=True))
+        return info
 
-    def _append_tool(self, text: str, images: tuple[np.ndarray, ...]) -> None:
-        parts = []
+    def _append_tool(self, text: str, images: Iterable[Any]) -> None:
+        """Append the tool message; its images are fitted to the observation space first
+        (see :func:`~arft_envs.spaces.fit_image`), and the text says what was changed."""
+        parts, notes = [], []
+        space = self.observation_space
         for image in images:
-            if image.flags.writeable:
-                image = image.copy()
-                image.setflags(write=False)
-            self._images.append(image)
+            if len(self._images) >= space.max_images:
+                notes.append("an image was dropped: the conversation holds its maximum")
+                continue
+            fitted, note = fit_image(image, space.image.max_side)
+            if fitted is None:
+                notes.append(f"an image was dropped: {note}")
+                continue
+            if note:
+                notes.append(note)
+            if fitted.flags.writeable:
+                fitted = fitted.copy()
+                fitted.setflags(write=False)
+            self._images.append(fitted)
             parts.append(image_part(len(self._images) - 1))
+        text = str(text)
+        if notes:
+            text += "\n(" + "; ".join(notes) + ".)"
+        limit = space.text.max_length
+        if len(text) > limit:
+            keep = limit - 64  # room for the marker
+            text = text[:keep] + f"\n…[cut {len(text) - keep} characters]"
         parts.append(text_part(text))
         self._messages.append(message("tool", *parts))
 
@@ -264,6 +412,50 @@ class AgenticEnv(gym.Env[dict, str]):
         else:
             images = tuple(image.copy() for image in self._images)
         return {"messages": messages, "images": images}
+
+
+def _short(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_timeouts(value: Any) -> dict[str, float | None]:
+    """``tool_timeout_s`` as ``{tool name or "*": seconds or None}``."""
+    if value is None:
+        return {}
+    items = value.items() if isinstance(value, Mapping) else [("*", value)]
+    out: dict[str, float | None] = {}
+    for name, seconds in items:
+        if seconds is not None:
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+                raise ValueError(
+                    f"tool_timeout_s[{name!r}] must be a positive number of seconds or None, "
+                    f"got {seconds!r}"
+                )
+            seconds = float(seconds)
+        out[str(name)] = seconds
+    return out
+
+
+class _HookTool(Tool):
+    """A tool over the older hooks ``_run_tool`` / ``_answer_components`` of its env."""
+
+    timeout_s = None  # the hook changes env state, so it runs in the env's thread
+
+    def __init__(self, tag: str):
+        self.name = tag
+        self.terminal = tag == "answer"
+
+    def parse(self, body: str, tag: str):
+        return body_parser(tag)(body, tag)
+
+    def run(self, call: ToolCall, env: AgenticEnv) -> ToolOutcome:
+        return env._run_tool(call, env._action)
+
+    def reward(self, call, outcome, action, env) -> dict[str, float]:
+        if self.terminal:
+            return env._answer_components(call, action, outcome.detail["f1"], outcome.detail["em"])
+        return dict(outcome.reward_components)
 
 
 def _kind(parsed: ToolCall | Answer | FormatError) -> str:

@@ -1,4 +1,5 @@
-"""System prompts with the reference paper's structure, written in our own words (paper.md §4.1)."""
+"""System prompts with the reference paper's structure, written in our own words (paper.md §4.1),
+and the section that lists a user's extra tools ("tools_section", "with_tools")."""
 
 CODING_SYSTEM_PROMPT = """\
 # Role
@@ -72,3 +73,27 @@ CODING_TIPS = {
         "address it by outputting the python code."
     ),
 }
+
+_CHAIN_HEADER = "# Current reasoning chain:"
+
+
+def tools_section(tools) -> str:
+    """The system prompt's section on ``tools`` (objects with ``prompt_usage()``)."""
+    lines = ["# More tools", "Besides the steps above, you may call these tools, one per turn:"]
+    for tool in tools:
+        lines.append("<think> ... </think>\n" + tool.prompt_usage())
+    return "\n\n".join(lines)
+
+
+def with_tools(prompt: str, tools) -> str:
+    """``prompt`` with a section on the extra ``tools`` before its reasoning-chain header
+    (at its end when it has none); ``prompt`` unchanged when there are no extra tools, so the
+    paper's envs keep the paper's prompts exactly."""
+    tools = list(tools)
+    if not tools:
+        return prompt
+    section = tools_section(tools)
+    head, sep, tail = prompt.rpartition(_CHAIN_HEADER)
+    if not sep:
+        return f"{prompt}\n\n{section}"
+    return f"{head}{section}\n\n{sep}{tail}"

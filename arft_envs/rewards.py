@@ -173,31 +173,57 @@ _FORMAT_SINGLETONS = {
 }
 
 
+def format_singletons(tags: Iterable[str]) -> tuple[str, ...]:
+    """The opening tags a well-formed turn holds at most once: ``<think>`` and each action tag
+    of the env (its registered tools). For the paper's envs this is the paper's own list."""
+    return ("<think>", *(f"<{tag}>" for tag in tags if tag != "think"))
+
+
+def tag_pattern(tag: str) -> re.Pattern[str]:
+    """The format pattern of a tool without a paper pattern: ``<think>…</think>`` then
+    ``<tag>…</tag>``, the shape of the paper's ``<answer>`` and ``<search>`` patterns."""
+    pattern = FORMAT_PATTERNS.get(tag)
+    if pattern is None:
+        pattern = re.compile(_THINK + rf"<{re.escape(tag)}>.*?</{re.escape(tag)}>", re.DOTALL)
+    return pattern
+
+
 def extract_span(text: str, tag: str) -> str:
     """The paper's span extraction: first ``<tag>…</tag>`` on one line, else the whole text."""
     match = re.search(rf"<{tag}>(.*?)</{tag}>", text)
     return match.group(1).strip() if match else text.strip()
 
 
-def step_kind(step: str) -> str | None:
-    """Which action a gold step (or a completion) is: answer, code, problem or search."""
-    for kind in ("answer", "code", "problem", "search"):
+_PAPER_KINDS = ("answer", "code", "problem", "search")
+
+
+def step_kind(step: str, tags: Sequence[str] = _PAPER_KINDS) -> str | None:
+    """Which action a gold step (or a completion) is: the first of ``tags`` whose opening tag
+    it contains (the paper's order: answer, code, problem, search)."""
+    for kind in tags:
         if f"<{kind}>" in step:
             return kind
     return None
 
 
-def format_reward(completion: str, kind: str, task: str = "coding") -> float:
+def format_reward(
+    completion: str, kind: str, task: str = "coding", tags: Iterable[str] | None = None
+) -> float:
     """The paper's format reward for a completion of step type ``kind``.
 
     ``task`` is ``"coding"`` or ``"search"``: coding checks the gold step's pattern; search
     checks the pattern of whichever action the completion contains (paper.md §3.2-3.3).
+    ``tags`` are the env's action tags (its registered tools): a turn holding any of them,
+    or ``<think>``, twice earns 0. ``None`` is the paper's list for ``task``; the paper's
+    envs pass their own tags, which are that list. A ``kind`` without a paper pattern is
+    checked with :func:`tag_pattern`.
     """
     if task not in _FORMAT_SINGLETONS:
         raise ValueError(f"task must be 'coding' or 'search', got {task!r}")
-    if any(completion.count(tag) >= 2 for tag in _FORMAT_SINGLETONS[task]):
+    singletons = _FORMAT_SINGLETONS[task] if tags is None else format_singletons(tags)
+    if any(completion.count(tag) >= 2 for tag in singletons):
         return 0.0
-    if task == "search":
+    if task == "search" and (tags is None or kind in _PAPER_KINDS):
         if re.search(r"<answer>.*?</answer>", completion, re.DOTALL):
             ok = FORMAT_PATTERNS["answer"].fullmatch(completion) and not FORMAT_PATTERNS[
                 "search"
@@ -207,8 +233,12 @@ def format_reward(completion: str, kind: str, task: str = "coding") -> float:
             return float(bool(FORMAT_PATTERNS["search"].fullmatch(completion)))
         return 0.0
     if kind not in FORMAT_PATTERNS:
-        raise ValueError(f"unknown step kind {kind!r}; expected one of {sorted(FORMAT_PATTERNS)}")
-    return float(bool(FORMAT_PATTERNS[kind].fullmatch(completion)))
+        if tags is None or kind not in tags:
+            raise ValueError(
+                f"unknown step kind {kind!r}; expected one of {sorted(FORMAT_PATTERNS)} "
+                "or one of the env's tags"
+            )
+    return float(bool(tag_pattern(kind).fullmatch(completion)))
 
 
 def extract_problems(text: str) -> list[str]:
@@ -284,3 +314,36 @@ def search_accuracy_reward(completion: str, gold_step: str, similarity=None) -> 
         sim = similarity(extract_span(completion, "search"), extract_span(gold_step, "search"))
         return search_query_reward(sim)
     return 0.0
+
+
+# ----------------------------------------------------------------------------- live search reward
+
+
+def retrieval_credit(
+    found: Sequence[str],
+    gold_docs: Sequence[Sequence[str]],
+    used: set[str],
+    credited: set[int],
+) -> int | None:
+    """The hop one search earns credit for under the live retrieval rule, or ``None``.
+
+    ``found`` are the urls the search returned, best first; ``gold_docs[h]`` the urls of the
+    documents that state hop ``h``'s fact; ``used`` the documents that already earned a
+    credit and ``credited`` the hops already credited (both updated in place).
+
+    The search earns a hop when its *best* result is a gold document of a hop not yet
+    credited (the first such hop, in gold order) and that document has not earned a credit
+    before. So a search earns at most one hop, must be aimed at the hop's entity (a document
+    merely listed lower does not count), and repeating a search earns nothing. The env and
+    the synthetic generator (which checks that every gold query earns its credit) share this
+    one definition.
+    """
+    found = list(found)
+    if not found or found[0] in used:
+        return None
+    for hop, alternatives in enumerate(gold_docs):
+        if hop not in credited and found[0] in alternatives:
+            credited.add(hop)
+            used.add(found[0])
+            return hop
+    return None

@@ -202,3 +202,156 @@ def _valid_message(m: Any, n_images: int, text: Utf8Text) -> bool:
 def conversation_text(messages: Sequence[dict]) -> str:
     """The concatenated text of ``messages`` (images omitted) — handy for logs and tests."""
     return "\n".join(p["text"] for m in messages for p in m["content"] if p["type"] == "text")
+
+
+def fit_image(image: Any, max_side: int) -> tuple[np.ndarray | None, str]:
+    """``image`` as an :class:`Image` of sides at most ``max_side``, and a note saying what was
+    changed ("" when nothing was); ``(None, why)`` when it cannot be an image at all.
+
+    Whatever a tool hands back (a grayscale or RGBA array, floats, a side beyond the space), the
+    observation must stay in its space: gray becomes RGB, alpha is dropped, other dtypes are
+    clipped to 0-255, and a side over ``max_side`` is scaled down keeping the aspect ratio
+    (area interpolation), so the agent still sees the whole picture.
+    """
+    try:
+        array = np.asarray(image)
+    except Exception as err:  # an object numpy cannot read
+        return None, f"not an array ({type(err).__name__})"
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        return None, f"shape {array.shape} is not H×W, H×W×3 or H×W×4"
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        return None, f"shape {array.shape} has an empty side"
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            return None, f"dtype {array.dtype} is not an integer or float type"
+        array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.shape[2] == 4:
+        array = array[:, :, :3]
+    notes = []
+    h, w = array.shape[:2]
+    if max(h, w) > max_side:
+        import cv2
+
+        scale = max_side / max(h, w)
+        size = (max(1, min(max_side, round(w * scale))), max(1, min(max_side, round(h * scale))))
+        array = cv2.resize(np.ascontiguousarray(array), size, interpolation=cv2.INTER_AREA)
+        notes.append(
+            f"the image was {w}x{h}, over the {max_side}-pixel limit of a side, so it was "
+            f"scaled down to {size[0]}x{size[1]} (same aspect ratio)"
+        )
+    return np.ascontiguousarray(array), "; ".join(notes)
+
+
+# ---------------------------------------------------------------------- vector-env shared memory
+#
+# Gymnasium's AsyncVectorEnv (``gym.make_vec(..., vectorization_mode="async")``) defaults to
+# ``shared_memory=True``: the workers write each observation into a buffer made once by
+# ``create_shared_memory`` and the main process reads it through the view that
+# ``read_from_shared_memory`` returned at start-up. A conversation has no fixed size, so no
+# fixed array can hold it. Instead each env gets one slot file in a private directory on
+# tmpfs (``/dev/shm``, POSIX shared memory; the system temp dir where there is none): the
+# worker replaces its slot with the pickled observation before it answers through its pipe,
+# and the main process's view reads the slots when indexed or copied. The same spaces keep
+# working with ``SyncVectorEnv``, which never calls these functions.
+
+
+class SharedSlots:
+    """One file per sub-env in a private directory; removed when the creator drops it."""
+
+    def __init__(self, n: int):
+        import os
+        import tempfile
+        import weakref
+
+        root = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        self.path = tempfile.mkdtemp(prefix="arft-obs-", dir=root)
+        self.n = int(n)
+        weakref.finalize(self, _remove_slots, self.path, os.getpid())
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "n": self.n}
+
+    def __setstate__(self, state: dict) -> None:  # a worker's copy: it never deletes the dir
+        self.path, self.n = state["path"], state["n"]
+
+    def write(self, index: int, value: Any) -> None:
+        import os
+        import pickle
+
+        target = os.path.join(self.path, str(int(index)))
+        temporary = f"{target}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, target)
+
+    def read(self, index: int) -> Any:
+        import os
+        import pickle
+
+        if not 0 <= index < self.n:
+            raise IndexError(f"sub-env index {index} is outside 0..{self.n - 1}")
+        try:
+            with open(os.path.join(self.path, str(index)), "rb") as f:
+                return pickle.load(f)
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"sub-env {index} has written no observation yet; call reset() on the vector "
+                "env first"
+            ) from None
+
+
+class SharedObservations(Sequence):
+    """The live batch a vector env reads: item ``i`` is sub-env ``i``'s latest observation.
+
+    ``copy.deepcopy`` (what AsyncVectorEnv does with ``copy=True``, its default) returns a
+    plain tuple, the same type SyncVectorEnv returns for these spaces.
+    """
+
+    def __init__(self, slots: SharedSlots):
+        self.slots = slots
+
+    def __len__(self) -> int:
+        return self.slots.n
+
+    def __getitem__(self, index):  # noqa: ANN001 - int or slice, as for a tuple
+        if isinstance(index, slice):
+            return tuple(self.slots.read(i) for i in range(self.slots.n)[index])
+        index = int(index)
+        return self.slots.read(index + self.slots.n if index < 0 else index)
+
+    def __deepcopy__(self, memo: dict) -> tuple:
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        return f"SharedObservations(n={self.slots.n})"
+
+
+def _remove_slots(path: str, owner_pid: int) -> None:
+    import os
+    import shutil
+
+    if os.getpid() == owner_pid:  # a forked worker collecting its copy must not delete it
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _register_shared_memory() -> None:
+    from gymnasium.vector.utils import shared_memory as gsm
+
+    for space_cls in (Utf8Text, Image, Conversation):
+        gsm.create_shared_memory.register(space_cls, lambda space, n=1, ctx=None: SharedSlots(n))
+        gsm.read_from_shared_memory.register(
+            space_cls, lambda space, shared_memory, n=1: SharedObservations(shared_memory)
+        )
+        gsm.write_to_shared_memory.register(
+            space_cls,
+            lambda space, index, value, shared_memory: shared_memory.write(index, value),
+        )
+
+
+_register_shared_memory()

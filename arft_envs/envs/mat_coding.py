@@ -7,23 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from arft_envs.actions import Answer, ToolCall, parse_problem_set
-from arft_envs.core import AgenticEnv, ToolOutcome
-from arft_envs.prompts import CODING_SYSTEM_PROMPT, CODING_TIPS
-from arft_envs.rewards import (
-    PROBLEM_TYPES,
-    code_reward,
-    coding_accuracy_reward,
-    f1_set,
-    format_reward,
-    problem_reward,
-    step_kind,
-)
+from arft_envs.core import AgenticEnv
+from arft_envs.prompts import CODING_SYSTEM_PROMPT
+from arft_envs.rewards import coding_accuracy_reward, format_reward, step_kind
 from arft_envs.spaces import image_part, message, text_part
 from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
-from arft_envs.tasks.coding.degrade import INPUT_IMAGE as INPUT_NAME
-from arft_envs.tasks.coding.degrade import OUTPUT_IMAGE as OUTPUT_NAME
 from arft_envs.tasks.coding.synthetic import StepwiseSynthetic as _StepwiseSynthetic
+from arft_envs.tools.base import Tool
+from arft_envs.tools.paper import INPUT_NAME, OUTPUT_NAME, coding_tools, gold_plan
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "MATCodingEnv", "make_easy_env"]
 
 
 class MATCodingEnv(AgenticEnv):
@@ -89,7 +82,6 @@ class MATCodingEnv(AgenticEnv):
     - v0: initial release.
     """
 
-    action_tags = ("problem", "code", "answer")
     chinese_metric = True
 
     def __init__(
@@ -107,24 +99,29 @@ class MATCodingEnv(AgenticEnv):
         mode = kwargs.get("mode", "agent")
         if tasks is None:
             tasks = _make_tasks(data, split, image_root, mode, check_images)
-        super().__init__(tasks, **kwargs)
         self._sandbox_spec = sandbox
         self._sandbox = None
         self.timeout_s = timeout_s
-        self._rewarded: set[str] = set()
+        super().__init__(tasks, **kwargs)
 
-    # ------------------------------------------------------------------ episode hooks
+    # ------------------------------------------------------------------ family hooks
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._rewarded = set()
-        return super().reset(seed=seed, options=options)
+    def _make_tools(self) -> list[Tool]:
+        return coding_tools()
+
+    def _task_info(self, task: Task, final: bool) -> dict[str, Any]:
+        """``degradations``: the task's degradation names (sorted; ``["none"]`` for a clean
+        image), the key for per-degradation reports."""
+        degradations = task.meta.get("degradations")
+        return {} if degradations is None else {"degradations": sorted(degradations)}
 
     def _initial_messages(self, task: Task, images: list[np.ndarray]) -> list[dict]:
         if self.mode == "stepwise":
-            text = CODING_SYSTEM_PROMPT + "\n" + task.meta.get("prompt_text", task.question)
+            text = self.system_prompt(CODING_SYSTEM_PROMPT)
+            text += "\n" + task.meta.get("prompt_text", task.question)
             return [message("user", *[image_part(i) for i in range(len(images))], text_part(text))]
         return [
-            message("system", text_part(CODING_SYSTEM_PROMPT)),
+            message("system", text_part(self.system_prompt(CODING_SYSTEM_PROMPT))),
             message(
                 "user",
                 *[image_part(i) for i in range(len(images))],
@@ -133,87 +130,7 @@ class MATCodingEnv(AgenticEnv):
         ]
 
     def _gold_plan(self) -> list[str]:
-        plan = self.task.meta.get("gold_plan")
-        if plan is None:
-            kinds = [step_kind(s) for s in self.task.meta.get("gold_steps", ())]
-            plan = [k for k in kinds if k] or ["problem", "code", "answer"]
-        return list(plan)
-
-    def _first(self, kind: str) -> bool:
-        """True the first time ``kind`` may earn reward in this episode."""
-        return kind in self._gold_plan() and kind not in self._rewarded
-
-    def _run_tool(self, call: ToolCall, action: str) -> ToolOutcome:
-        if call.name == "problem":
-            return self._diagnose(call, action)
-        return self._execute(call, action)
-
-    def _diagnose(self, call: ToolCall, action: str) -> ToolOutcome:
-        predicted = parse_problem_set(call.argument)
-        gold = sorted(self.task.meta.get("degradations", ()))
-        components = {"format": 0.0, "problem": 0.0}
-        if self._first("problem"):
-            components = {
-                "format": format_reward(action, "problem"),
-                "problem": problem_reward(predicted, gold),
-            }
-            self._rewarded.add("problem")
-        unknown = [p for p in predicted if p not in PROBLEM_TYPES]
-        if unknown:
-            text = (
-                f"Unknown problem type(s) {unknown}. Choose from {set(PROBLEM_TYPES)}. "
-                + CODING_TIPS["default"].format(problems=list(predicted))
-            )
-            return ToolOutcome(text, status="invalid_problem", reward_components=components)
-        if "crop" in predicted:
-            tip = CODING_TIPS["crop"]
-        elif predicted == ("none",):
-            tip = CODING_TIPS["none"]
-        else:
-            tip = CODING_TIPS["default"].format(problems=list(predicted))
-        return ToolOutcome(tip, reward_components=components)
-
-    def _execute(self, call: ToolCall, action: str) -> ToolOutcome:
-        result = self.sandbox.run(
-            call.argument, files={INPUT_NAME: self._images[-1]}, timeout_s=self.timeout_s
-        )
-        written = result.images.get(OUTPUT_NAME)
-        ran_ok = result.status == "ok" and written is not None
-        components = {"format": 0.0, "code": 0.0}
-        if "code" in self._gold_plan():
-            first_format = "code_format" not in self._rewarded
-            components["format"] = format_reward(action, "code") if first_format else 0.0
-            self._rewarded.add("code_format")
-            if "code" not in self._rewarded:
-                if self.reward_mode == "paper":
-                    components["code"] = code_reward("paper")
-                    self._rewarded.add("code")
-                elif ran_ok:
-                    components["code"] = code_reward("live", True)
-                    self._rewarded.add("code")
-        text = result.describe()
-        if result.status == "ok" and written is None:
-            text += (
-                f"\nNo image was written to '{OUTPUT_NAME}'; the image is unchanged. "
-                f"Save the processed image with cv2.imwrite('{OUTPUT_NAME}', img)."
-            )
-            status = "no_image"
-        else:
-            status = result.status
-        if ran_ok:
-            text += "\nThe processed image is attached above; it replaces the input from now on."
-        images = (written,) if written is not None else ()
-        return ToolOutcome(text, images, status, components)
-
-    def _answer_components(self, answer: Answer, action: str, f1: float, em: float) -> dict:
-        if not self._first("answer"):
-            return {"format": 0.0, "answer": 0.0}
-        self._rewarded.add("answer")
-        if self.reward_mode == "paper":
-            accuracy = max((f1_set(answer.text, g) for g in self.task.answers), default=0.0)
-        else:
-            accuracy = f1
-        return {"format": format_reward(action, "answer"), "answer": accuracy}
+        return gold_plan(self.task)
 
     def _stepwise_components(self, action: str, gold_step: str) -> dict[str, float]:
         kind = step_kind(gold_step) or "answer"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from arft_envs.envs.mat_search import LOCAL_KINDS, SearchEnv, no_corpus_message
+from arft_envs.envs.search import LOCAL_KINDS, SearchEnv, no_corpus_message
 from arft_envs.tasks.base import ListTaskSource, TaskSource
 from arft_envs.tasks.multihop import DATASETS
 

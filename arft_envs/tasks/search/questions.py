@@ -7,7 +7,7 @@ founded the company whose logo is shown in the image?"), 2–3 hops for ``hard``
 was the founder of the company that makes the product shown in the image born?"). Every hop
 has a gold search query ("Quorvane founder") that is checked, when the question is drawn, to
 bring a document stating the hop's fact into the BM25 top ``k`` over the world's corpus and
-to earn the live query reward (:func:`~arft_envs.tools.search.base.retrieval_credit`), so a
+to earn the live query reward (:func:`~arft_envs.rewards.retrieval_credit`), so a
 scripted expert replaying the gold steps always finds the answer at the maximum return.
 """
 
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from arft_envs.rewards import retrieval_credit
 from arft_envs.tasks.search.clues import Clue
 from arft_envs.tasks.search.relations import _VISUAL, CLUES, NAMED, RELATIONS
 from arft_envs.tasks.search.world import Entity, _pick
-from arft_envs.tools.search.base import retrieval_credit
 
 if TYPE_CHECKING:
     from arft_envs.tasks.search.world import SearchWorld

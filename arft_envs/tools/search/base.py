@@ -124,39 +124,6 @@ def format_search_error(error: BaseException) -> str:
     )
 
 
-# ----------------------------------------------------------------------------- live reward rule
-
-
-def retrieval_credit(
-    found: Sequence[str],
-    gold_docs: Sequence[Sequence[str]],
-    used: set[str],
-    credited: set[int],
-) -> int | None:
-    """The hop one search earns credit for under the live retrieval rule, or ``None``.
-
-    ``found`` are the urls the search returned, best first; ``gold_docs[h]`` the urls of the
-    documents that state hop ``h``'s fact; ``used`` the documents that already earned a
-    credit and ``credited`` the hops already credited (both updated in place).
-
-    The search earns a hop when its *best* result is a gold document of a hop not yet
-    credited (the first such hop, in gold order) and that document has not earned a credit
-    before. So a search earns at most one hop, must be aimed at the hop's entity (a document
-    merely listed lower does not count), and repeating a search earns nothing. The env and
-    the synthetic generator (which checks that every gold query earns its credit) share this
-    one definition.
-    """
-    found = list(found)
-    if not found or found[0] in used:
-        return None
-    for hop, alternatives in enumerate(gold_docs):
-        if hop not in credited and found[0] in alternatives:
-            credited.add(hop)
-            used.add(found[0])
-            return hop
-    return None
-
-
 # ----------------------------------------------------------------------------- corpora
 
 
