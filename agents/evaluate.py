@@ -10,7 +10,6 @@ the MAT benchmarks' simple/hard slices apply; on a generator the tasks come from
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,6 @@ from agents.policy import Policy
 from agents.rollout import RolloutConfig, Trajectory, collect, make_envs
 
 BENCHMARK_OF_ENV = {"MATCoding-v0": "mat-coding", "MATSearch-v0": "mat-search"}
-_QUERY_RE = re.compile(r"<query>(.*?)</query>", re.DOTALL)
 
 
 @dataclass
@@ -125,14 +123,15 @@ def dataset_task_ids(env: gym.Env) -> list[str] | None:
 
 def prediction(t: Trajectory, env: gym.Env) -> dict:
     """The paper's prediction record of one episode."""
+    task = _task_record(env, t.task_id)
     golds = t.info.get("golds")
     if golds is None:  # the agent ended the episode before the env reported its golds
-        golds = _golds_from_source(env, t.task_id)
+        golds = [] if task is None else [str(a) for a in task.answers]
     return {
         "id": t.task_id,
         "pred_answer": t.info.get("answer"),
         "gt": list(golds),
-        "query": _query(t.messages),
+        "query": "" if task is None else str(task.question).strip(),
     }
 
 
@@ -143,18 +142,13 @@ def write_predictions(predictions: list[dict], path: str | Path) -> Path:
     return path
 
 
-def _query(messages: Sequence[dict]) -> str:
-    for m in messages:
-        if m["role"] == "user":
-            text = "".join(p["text"] for p in m["content"] if p["type"] == "text")
-            match = _QUERY_RE.search(text)
-            return (match[1] if match else text).strip()
-    return ""
-
-
-def _golds_from_source(env: gym.Env, task_id: str | None) -> list[str]:
+def _task_record(env: gym.Env, task_id: str | None):
+    """The :class:`~arft_envs.tasks.base.Task` record of ``task_id`` from the env's task
+    source, or None for an env without one (a third-party env) or an id it does not know."""
     source = getattr(env.unwrapped, "tasks", None)
+    if source is None or task_id is None:
+        return None
     try:
-        return [str(a) for a in source.get(task_id).answers]
-    except Exception:
-        return []
+        return source.get(task_id)
+    except Exception:  # a source raises its own error type for an unknown id
+        return None

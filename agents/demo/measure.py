@@ -56,10 +56,25 @@ def gold_kind(task: Task) -> str:
     return task.meta["degradations"][0]
 
 
-def episode_success(trajectory, task: Task) -> dict[str, bool]:
-    """What one MAT-Coding episode of ``task`` achieved: exact diagnosis, all turns
-    well-formed, the repair ran (when the task has a degradation), an answer given;
-    ``success`` is all of them."""
+def _needs_code(trajectory, task: Task | None) -> bool:
+    """Whether the episode's task has a degradation to repair: from the ``degradations`` the
+    env reports in its reset info where it does, else from the task's record."""
+    reported = trajectory.info.get("reset", {}).get("degradations")
+    if reported is not None:
+        return list(reported) != ["none"]
+    if task is None:
+        raise ValueError(
+            f"task {trajectory.task_id!r}: the env reports no 'degradations' in its reset info; "
+            "pass the task's record (task=tasks.get(task_id))"
+        )
+    return gold_kind(task) != "none"
+
+
+def episode_success(trajectory, task: Task | None = None) -> dict[str, bool]:
+    """What one MAT-Coding episode achieved: exact diagnosis, all turns well-formed, the
+    repair ran (when the task has a degradation), an answer given; ``success`` is all of them.
+    Whether there was something to repair is read from the env's reset info, or from ``task``
+    (the episode's :class:`Task` record) for an env that does not report it."""
     totals: dict[str, float] = {}
     formats = []
     for turn in trajectory.reward_components:
@@ -68,7 +83,7 @@ def episode_success(trajectory, task: Task) -> dict[str, bool]:
         formats.append(float(turn.get("format", 0.0)))
     answered = trajectory.info.get("answer") is not None
     diagnosis = totals.get("problem", 0.0) == 1.0
-    needs_code = gold_kind(task) != "none"
+    needs_code = _needs_code(trajectory, task)
     code_ran = totals.get("code", 0.0) >= 1.0 if needs_code else True
     well_formed = bool(formats) and all(f == 1.0 for f in formats) and answered
     return {

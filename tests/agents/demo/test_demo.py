@@ -3,6 +3,7 @@ miniature end-to-end run. (The easy setting itself is tested in tests/tasks/codi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -93,9 +94,18 @@ def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_pol
         "code_ran": True,
         "success": True,
     }
+    # The env's own report of the degradation (reset info) is read first; the record is the
+    # fallback, and without either the measure says what it needs.
+    unreported = dataclasses.replace(good, info={**good.info, "reset": {}})
+    assert episode_success(unreported, task)["success"] is True
+    with pytest.raises(ValueError, match="pass the task's record"):
+        episode_success(unreported)
     bad = _bad_episode(tiny_policy, env, seed=1)
     flags = episode_success(bad, env.unwrapped.tasks.get(bad.task_id))
     assert flags == {"diagnosis": False, "well_formed": False, "code_ran": False, "success": False}
+    for kinds, ran in ((["none"], True), (["dark"], False)):  # no repair needed / not run
+        info = {**bad.info, "reset": {"degradations": kinds}}
+        assert episode_success(dataclasses.replace(bad, info=info))["code_ran"] is ran
     env.close()
 
 
