@@ -52,7 +52,11 @@ def _add_eval(sub) -> None:
         "in the paper's format ({id, pred_answer, gt, query}).",
     )
     p.add_argument("--env", required=True, help="env id, e.g. MATCoding-v0")
-    p.add_argument("--model", required=True, help="'tiny' or a local checkpoint folder")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="'tiny', 'tiny-qwen', 'smollm2-135m', a .gguf file, a checkpoint folder or a hub id",
+    )
     p.add_argument(
         "--episodes",
         type=int,
@@ -127,13 +131,19 @@ def cmd_eval(args) -> int:
         max_turns=agent_max_turns,
         seed=args.seed,
     )
-    policy = Policy.from_pretrained(
-        args.model,
-        dtype=args.dtype,
-        device=args.device,
-        image_budget=ImageBudget(max_image_tokens=args.max_image_tokens),
-        seed=args.seed,
-    )
+    from agents.models.registry import ModelNotFoundError
+
+    try:
+        policy = Policy.from_pretrained(
+            args.model,
+            dtype=args.dtype,
+            device=args.device,
+            image_budget=ImageBudget(max_image_tokens=args.max_image_tokens),
+            seed=args.seed,
+        )
+    except ModelNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     result = evaluate(
         policy,
         args.env,

@@ -84,8 +84,13 @@ def resolve_model(spec: str | Path) -> ModelSource:
         )
     if path.is_dir():
         return _folder_source(text, path)
-    if _looks_like_path(text) or not _HUB_ID.match(text):
-        raise ModelNotFoundError(f"--model {text!r}: no such file or folder{_hint(text)}")
+    typo = "/" not in text and difflib.get_close_matches(text, ALIASES, n=1, cutoff=0.6)
+    if typo or _looks_like_path(text) or not _HUB_ID.match(text):
+        raise ModelNotFoundError(
+            f"--model {text!r}: no such file or folder (arft never downloads weights for a "
+            "path); pass 'tiny' or a local checkpoint folder, a .gguf file, a hub id "
+            f"(owner/name) or a built-in name{_hint(text)}"
+        )
     return ModelSource(text, "folder", _hub_snapshot(text))
 
 
@@ -144,11 +149,12 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def _hint(text: str) -> str:
+def _hint(text: str, names: bool = True) -> str:
+    """A closest built-in name (' — did you mean …?'), else the list of them (if ``names``)."""
     close = difflib.get_close_matches(text, ALIASES, n=1, cutoff=0.6)
     if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; built-in names: {', '.join(ALIASES)}"
+        return f" — did you mean {close[0]!r}?"
+    return f" ({', '.join(ALIASES)})" if names else ""
 
 
 def _offline() -> bool:
@@ -162,7 +168,8 @@ def _hub_snapshot(repo_id: str) -> Path:
     """The local snapshot folder of a hub model: the cached one, else a fresh download."""
     from huggingface_hub import constants, snapshot_download
 
-    cache = constants.HF_HUB_CACHE
+    cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+    endpoint = os.environ.get("HF_ENDPOINT") or None
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache))
     except Exception:  # not cached (huggingface_hub raises several kinds)
@@ -175,15 +182,28 @@ def _hub_snapshot(repo_id: str) -> Path:
         raise ModelNotFoundError(
             f"--model {repo_id!r} is not a local file or folder, so it was taken as a Hugging "
             f"Face hub id; it is not in the local cache ({cache}) and this machine is offline "
-            f"(HF_HUB_OFFLINE is set). {get_copy}{_hint(repo_id)}"
+            f"(HF_HUB_OFFLINE is set). {get_copy}{_hint(repo_id, names=False)}"
         )
     try:
-        return Path(snapshot_download(repo_id, cache_dir=cache))
+        return Path(snapshot_download(repo_id, cache_dir=cache, endpoint=endpoint))
     except Exception as err:  # network errors, unknown or gated repos
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelNotFoundError(
             f"--model {repo_id!r} is not a local file or folder, so it was taken as a Hugging "
             f"Face hub id; it is not in the local cache ({cache}) and downloading it failed "
             f"({type(err).__name__}: {reason}) — the machine may be offline or the id wrong. "
-            f"{get_copy}{_hint(repo_id)}"
+            f"{get_copy}{_hint(repo_id, names=False)}"
         ) from None
+
+
+def build_builtin(name: str, seed: int = 0):
+    """``(model, tokenizer, image_processor)`` of a built-in model (``tiny``, ``tiny-qwen``)."""
+    if name == "tiny":
+        from agents.models.tiny import build_tiny
+
+        return build_tiny(seed)
+    if name == "tiny-qwen":
+        from agents.models.tiny_qwen import build_tiny_qwen
+
+        return build_tiny_qwen(seed)
+    raise ModelNotFoundError(f"no built-in model {name!r}; built-in names: {', '.join(BUILTIN)}")

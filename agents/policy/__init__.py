@@ -1,9 +1,11 @@
 """The policy: a Hugging Face (vision-)language model, its tokenizer, image processor and chat
 template, behind the few calls an agent loop and a trainer need.
 
-- :meth:`Policy.from_pretrained` loads ``"tiny"`` (built offline) or a **local** checkpoint
-  folder: Qwen2.5-VL and Qwen2-VL (image-text-to-text), or any text-only causal LM. Options:
-  dtype, LoRA (peft), gradient checkpointing. Nothing is ever fetched from a hub.
+- :meth:`Policy.from_pretrained` loads what ``--model`` names (see
+  :mod:`agents.models.registry`): ``"tiny"`` / ``"tiny-qwen"`` (built offline),
+  ``"smollm2-135m"``, a ``.gguf`` file, or a checkpoint folder (local, or a hub id's snapshot
+  in the Hugging Face cache): Qwen2.5-VL and Qwen2-VL (image-text-to-text), or any text-only
+  causal LM. Options: dtype, LoRA (peft), gradient checkpointing.
 - :meth:`Policy.render` turns an env conversation (roles system/user/assistant/tool, image
   parts where they sit) into the model's chat-template text; :meth:`Policy.encode` turns that
   text into ids with each image placeholder expanded to the image's token count.
@@ -115,13 +117,15 @@ class Policy:
         seed: int = 0,
         attn_implementation: str | None = "sdpa",
     ) -> Policy:
-        """Load ``"tiny"`` or a local checkpoint folder.
+        """Load a built-in model, a ``.gguf`` file, a checkpoint folder or a hub id (see
+        :func:`agents.models.registry.resolve_model`; a name that resolves to nothing raises
+        its :class:`~agents.models.registry.ModelNotFoundError`).
 
         ``dtype`` is ``"auto"`` (bfloat16 on a GPU that supports it, else float32),
         ``"float32"``, ``"bfloat16"`` or ``"float16"``. ``lora`` adds new adapters;
         ``adapter`` loads saved ones (a folder :meth:`save_pretrained` wrote for a LoRA
         policy), trainable. ``chat_template`` (a Jinja string or a ``.jinja`` file) overrides
-        the checkpoint's. ``seed`` only matters for ``"tiny"``.
+        the checkpoint's. ``seed`` only matters for the built-in models.
         """
         parts = load(
             name_or_path,

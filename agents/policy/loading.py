@@ -1,7 +1,7 @@
 """Loading a policy's parts: the model, tokenizer, image processor and chat template from
-``"tiny"`` or a local checkpoint folder, the dtype, and LoRA adapters (peft).
-
-Nothing is ever fetched from a hub.
+any ``--model`` spec :func:`agents.models.registry.resolve_model` accepts (``tiny``,
+``tiny-qwen``, ``smollm2-135m``, a ``.gguf`` file, a checkpoint folder, a cached or — online —
+downloadable hub id), the dtype, and LoRA adapters (peft).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 
 from agents.images import ImageBudget, ImageGeometry
 from agents.models import families
+from agents.models.registry import build_builtin, resolve_model
 from agents.policy.chat import TemplateError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -73,18 +74,21 @@ def load(
     budget = image_budget or ImageBudget()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = _resolve_dtype(dtype, device)
-    if str(name_or_path) == "tiny":
-        from agents.models.tiny import build_tiny
-
-        model, tokenizer, image_processor = build_tiny(seed)
+    source = resolve_model(name_or_path)  # ModelNotFoundError says what to do
+    if source.kind == "builtin":
+        model, tokenizer, image_processor = build_builtin(source.spec, seed)
         model = model.to(dtype=torch_dtype)
-        name = "tiny"
+    elif source.kind == "gguf":
+        from agents.models.gguf import load_gguf
+
+        model, tokenizer = load_gguf(source.path, torch_dtype, attn_implementation)
+        image_processor = None
     else:
         model, tokenizer, image_processor = _load_local(
-            Path(name_or_path), torch_dtype, attn_implementation
+            source.path, torch_dtype, attn_implementation
         )
-        name = str(name_or_path)
-    template = _resolve_template(chat_template, tokenizer, name_or_path)
+    name = source.spec
+    template = _resolve_template(chat_template, tokenizer, source.path or name_or_path)
     geometry = None
     if image_processor is not None:
         geometry = families.geometry(image_processor, budget)

@@ -23,7 +23,6 @@ import importlib.util
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agents.policy import DTYPES
@@ -107,7 +106,9 @@ class TrainConfig:
     # ---------------------------------------------------------------- what and where
     env: str = option("MATCoding-v0", "environment id (any registered id, or 'module:Env-v0')")
     env_kwargs: dict[str, Any] = option({}, "keyword arguments for gym.make")
-    model: str = option("tiny", "'tiny' (built offline) or a local checkpoint folder")
+    model: str = option(
+        "tiny", "'tiny', 'tiny-qwen', 'smollm2-135m', a .gguf file, a checkpoint folder or a hub id"
+    )
     output: str = option("runs/train", "run directory: metrics, checkpoints, samples, final model")
     steps: int = option(100, "RL steps (one rollout batch each)")
     seed: int = option(0, "seeds the task stream, sampling, and the tiny model's weights")
@@ -426,17 +427,9 @@ def derive(target: type[T], source: Any, prefix: str = "", **overrides: Any) -> 
 
 
 def _model_problem(model: str) -> str | None:
-    if model == "tiny":
-        return None
-    path = Path(model)
-    if not path.is_dir():
-        return (
-            f"model must be 'tiny' or a local checkpoint folder; {model!r} is not a folder "
-            "(arft never downloads weights: download the checkpoint yourself and pass its path)"
-        )
-    if not (path / "config.json").is_file():
-        return f"model folder {model!r} has no config.json; pass a Hugging Face checkpoint folder"
-    return None
+    from agents.models.registry import model_problem
+
+    return model_problem(model)
 
 
 def env_name(env_id: str) -> str:

@@ -97,10 +97,12 @@ class RunDir:
         ]
         return max(done, key=_step_of, default=None)
 
-    def save_checkpoint(self, step: int, config: TrainConfig) -> Path:
+    def save_checkpoint(self, step: int, config: TrainConfig, policy=None) -> Path:
         """Write ``checkpoints/step_N`` (accelerate's state of every prepared object, and
         ``trainer_state.json``) atomically, a temporary folder renamed when complete, and
-        keep the newest ``config.keep_checkpoints``."""
+        keep the newest ``config.keep_checkpoints``. With ``policy``, ``step_N/model`` also
+        holds its model (or LoRA adapters), tokenizer, template and image processor, a folder
+        ``Policy.from_pretrained`` (or ``adapter=``) loads."""
         acc = self.accelerator
         final = self.checkpoints / f"step_{step:06d}"
         tmp = self.checkpoints / f".tmp_step_{step:06d}"
@@ -111,6 +113,8 @@ class RunDir:
         acc.wait_for_everyone()
         if self.is_main:
             state = {"step": step, "config": config.to_dict(), "time": time.time()}
+            if policy is not None:
+                policy.save_pretrained(tmp / "model")
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
             if final.exists():
                 shutil.rmtree(final)

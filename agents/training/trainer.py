@@ -407,7 +407,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step_N`` of the current step (see :class:`RunDir`)."""
-        return self.run_dir.save_checkpoint(self.step, self.config)
+        return self.run_dir.save_checkpoint(self.step, self.config, self.policy)
 
     def finish(self) -> Path | None:
         """Save the trained model to ``final/`` and close writers and envs."""
