@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arft_envs.rewards import search_accuracy_reward
+from arft_envs.rewards import search_accuracy_reward, search_query_reward
 from arft_envs.tools.search import semantic
 
 
 def test_paraphrase_scores_above_threshold_and_unrelated_scores_zero():
-    rewards = semantic.query_rewards(
+    sims = semantic.query_similarities(
         ["who is the founder of the company Quorvane", "best banana bread recipe"],
         ["Quorvane founder", "Quorvane founder"],
     )
+    rewards = [search_query_reward(s) for s in sims.tolist()]
     assert rewards[0] > 0.5
     assert rewards[1] == 0.0
 

@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from arft_envs.rewards import SIMILARITY_THRESHOLD, search_query_reward
-
 EXTRA_HINT = "pip install arft[semantic]"
 _MODELS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -155,17 +153,6 @@ def query_similarities(
 def query_similarity(query: str, gold: str, model: str | Path | None = None) -> float:
     """Cosine similarity of two queries under MiniLM (1.0 for identical strings)."""
     return float(query_similarities([query], [gold], model)[0])
-
-
-def query_rewards(
-    queries: Sequence[str],
-    golds: Sequence[str],
-    threshold: float = SIMILARITY_THRESHOLD,
-    model: str | Path | None = None,
-) -> list[float]:
-    """The paper's search-query reward for a batch: the similarity, or 0 below ``threshold``."""
-    sims = query_similarities(queries, golds, model)
-    return [search_query_reward(s, threshold) for s in sims.tolist()]
 
 
 def semantic_available() -> str | None:
