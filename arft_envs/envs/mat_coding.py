@@ -77,6 +77,18 @@ class MATCodingEnv(AgenticEnv):
     - ``share_images``: return the env's own read-only image arrays instead of copies (no
       copy per step; for trainers that keep the history themselves).
     - ``max_turns``, ``on_format_error`` (``"continue"``/``"terminate"``), ``max_action_length``.
+    - ``extra_tools``: more :class:`~arft_envs.tools.base.Tool` objects (e.g. a ``<zoom>``;
+      see ``examples/custom_tool.py``); the grammar, format checks and prompt include them.
+    - ``tool_timeout_s``: whole-call deadlines (a number, or ``{tool name: seconds}``); the
+      code tool's default is the sandbox's wall limit + 10 s. A missed deadline is a tool
+      message with status ``"timeout"``, counted in ``info["tool_timeouts"]`` and
+      ``info["tool_failures"]``; the episode goes on.
+
+    ## Info
+    ``reset()`` and every episode end: ``task_id``, ``split`` and ``degradations`` (sorted
+    names). The episode end adds ``answer``, ``golds``, ``f1``, ``em``, ``episode_return``,
+    ``turns``. Every step: ``action_kind``, ``reward_components``, ``tool_status``,
+    ``format_errors``, ``tool_failures``, ``tool_timeouts``.
 
     ## Version History
     - v0: initial release.

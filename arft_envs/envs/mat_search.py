@@ -93,6 +93,13 @@ class MATSearchEnv(SearchEnv):
     - ``reward_mode``: ``"live"`` (default) or ``"paper"`` (needs ``arft[semantic]``).
     - ``max_turns``, ``on_format_error`` (``"continue"``/``"terminate"``),
       ``max_action_length``, ``share_images``.
+    - ``extra_tools``, ``tool_timeout_s``: as MATCoding-v0; a search's default deadline is
+      30 s, every retry of a web backend included.
+
+    ## Info
+    ``reset()``: ``task_id``, ``split``, ``source``. The episode end adds ``answer``,
+    ``golds``, ``f1``, ``em``, ``episode_return``, ``turns`` and ``gold_queries`` (the gold
+    trajectory's queries; ``[]`` when unknown) — gold facts appear only there.
 
     ## Version History
     - v0: initial release.
