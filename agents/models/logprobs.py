@@ -124,8 +124,9 @@ class _ChunkedLogprobs(torch.autograd.Function):
                 lse[s : s + chunk] = z_lse
                 logp[s : s + chunk] = z.gather(1, targets[s : s + chunk, None]).squeeze(1) - z_lse
                 if ent is not None:
-                    p = torch.exp(z - z_lse[:, None])
-                    ent[s : s + chunk] = z_lse - (p * z).sum(-1)
+                    log_p = z.sub_(z_lse[:, None])  # in place: one chunk buffer less
+                    # -sum p log p, not lse - sum p z: no cancellation of two large numbers
+                    ent[s : s + chunk] = -(torch.exp(log_p) * log_p).sum(-1)
         ctx.save_for_backward(hidden, weight, bias, targets, lse, ent)
         ctx.settings = (temperature, chunk, compute)
         if ent is None:
@@ -147,8 +148,7 @@ class _ChunkedLogprobs(torch.autograd.Function):
         with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
                 h = hidden[s : s + chunk].to(compute)
-                z = _logits(h, w, bias, temperature)
-                log_p = z - lse[s : s + chunk, None]
+                log_p = _logits(h, w, bias, temperature).sub_(lse[s : s + chunk, None])
                 p = torch.exp(log_p)
                 g = g_logp[s : s + chunk].float()
                 gz = p * -g[:, None]
