@@ -1,5 +1,11 @@
-"""Adapters around arft envs: delta observations, and discrete/Box views for classic RL libs."""
+"""Adapters around arft envs: delta observations, discrete/Box views and one-turn episodes
+for classic RL libs."""
 
-from arft_envs.wrappers.views import DeltaObservation, DiscreteActions, ImageObservation
+from arft_envs.wrappers.views import (
+    DeltaObservation,
+    DiscreteActions,
+    ImageObservation,
+    SingleTurn,
+)
 
-__all__ = ["DeltaObservation", "DiscreteActions", "ImageObservation"]
+__all__ = ["DeltaObservation", "DiscreteActions", "ImageObservation", "SingleTurn"]

@@ -6,6 +6,8 @@
   (stable-baselines3, cleanrl) can act in a text env.
 - :class:`ImageObservation`: the newest image resized to a fixed ``Box``, plus the turn
   index, so such an agent can observe it.
+- :class:`SingleTurn`: a one-turn episode, ended ``terminated`` (the task is one decision),
+  not ``truncated`` (a turn cap cut short), so value-based learners do not bootstrap.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gymnasium import spaces
 from arft_envs.spaces import Conversation
 
 
-class DeltaObservation(gym.ObservationWrapper):
+class DeltaObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Observations hold only the messages (and images) added since the previous one.
 
     After ``reset`` that is the opening messages; after a ``step`` it is the assistant turn
@@ -30,7 +32,8 @@ class DeltaObservation(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         self._seen_messages = 0
         self._seen_images = 0
 
@@ -63,11 +66,12 @@ class DeltaObservation(gym.ObservationWrapper):
         return self.env.observation_space
 
 
-class DiscreteActions(gym.ActionWrapper):
+class DiscreteActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """``Discrete(len(choices))`` actions, each one a fixed assistant turn."""
 
     def __init__(self, env: gym.Env, choices: Sequence[str]):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, choices=list(choices))
+        gym.ActionWrapper.__init__(self, env)
         if not choices:
             raise ValueError("DiscreteActions needs at least one choice")
         self.choices = list(choices)
@@ -80,7 +84,7 @@ class DiscreteActions(gym.ActionWrapper):
         return self.choices[index]
 
 
-class ImageObservation(gym.ObservationWrapper):
+class ImageObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """``{"image": Box(size×size×3 uint8), "turn": Discrete(max_turns + 1)}``.
 
     The image is the newest one in the conversation (after a code turn, the repaired image),
@@ -89,7 +93,8 @@ class ImageObservation(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, size: int = 64):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, size=size)
+        gym.ObservationWrapper.__init__(self, env)
         self.size = int(size)
         max_turns = getattr(env.unwrapped, "max_turns", 64)
         self.observation_space = spaces.Dict(
@@ -111,3 +116,23 @@ class ImageObservation(gym.ObservationWrapper):
             image = np.zeros((self.size, self.size, 3), np.uint8)
         turns = sum(1 for m in observation["messages"] if m["role"] == "assistant")
         return {"image": image, "turn": int(turns)}
+
+
+class SingleTurn(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Every episode is exactly one turn, and it ends ``terminated=True, truncated=False``.
+
+    An arft env made with ``max_turns=1`` reports the end of a tool turn (a diagnosis, a code
+    call) as ``truncated``: the turn cap stopped an episode that could have gone on. For a
+    one-decision task (a bandit, the discrete diagnosis view) that is wrong: there is no next
+    state, so PPO and Gymnasium's ``check_env`` must see ``terminated``. This wrapper says so.
+    Make the inner env with ``max_turns=1`` so its end-of-episode info (answer, F1, return)
+    is present; with more turns the inner episode is simply abandoned at the next reset.
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def step(self, action: Any):
+        observation, reward, _terminated, _truncated, info = self.env.step(action)
+        return observation, reward, True, False, info
