@@ -1,4 +1,4 @@
-"""The torch-free ``arft`` subcommands: ``envs``, ``score`` and ``play``.
+"""The torch-free ``arft`` subcommands: ``envs``, ``score``, ``play`` and ``serve``.
 
 ``agents.cli`` owns the ``arft`` entry point and delegates these here, so scoring a file or
 playing an environment never needs torch.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def add_env_commands(subparsers) -> None:
-    """Register ``envs``, ``score`` and ``play`` on an argparse subparsers object."""
+    """Register ``envs``, ``score``, ``play`` and ``serve`` on an argparse subparsers object."""
     p = subparsers.add_parser("envs", help="list the registered environments")
     p.set_defaults(func=cmd_envs)
 
@@ -37,6 +37,27 @@ def add_env_commands(subparsers) -> None:
         help="keyword argument for gym.make (value parsed as JSON when possible)",
     )
     p.set_defaults(func=cmd_play)
+
+    p = subparsers.add_parser(
+        "serve", help="serve an environment over OpenEnv's protocol (pip install arft[serve])"
+    )
+    p.add_argument("env_id")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one")
+    p.add_argument("--max-sessions", type=int, default=8, help="concurrent sessions (one env each)")
+    p.add_argument(
+        "--expert-hints",
+        action="store_true",
+        help="put the scripted expert's next turn in each observation (demos and tests only)",
+    )
+    p.add_argument(
+        "--env-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for gym.make (value parsed as JSON when possible)",
+    )
+    p.set_defaults(func=cmd_serve)
 
 
 def parse_env_args(pairs: list[str]) -> dict:
@@ -114,6 +135,34 @@ def cmd_play(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import gymnasium as gym
+
+    try:
+        from arft_envs.integrations.openenv import serve
+    except ImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.max_sessions < 1:
+        print(f"error: --max-sessions must be >= 1, got {args.max_sessions}", file=sys.stderr)
+        return 2
+    try:
+        serve(
+            args.env_id,
+            parse_env_args(args.env_arg),
+            host=args.host,
+            port=args.port,
+            max_sessions=args.max_sessions,
+            expert_hints=args.expert_hints,
+        )
+    except (ValueError, TypeError, OSError, gym.error.Error) as err:
+        print(f"error: arft serve {args.env_id}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _echo(policy):
     def act(obs, env):
         last = obs["messages"][-1]
@@ -144,3 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     add_env_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

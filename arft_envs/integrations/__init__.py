@@ -1,0 +1,7 @@
+"""Bridges from arft envs to other frameworks: an OpenEnv server (``openenv``) and a
+``verifiers`` environment (``verifiers``).
+
+Nothing is imported here: each submodule imports its framework when it is imported, so
+``import arft_envs`` stays light and needs none of them. Install with ``pip install
+arft[serve]`` or ``arft[verifiers]``.
+"""
