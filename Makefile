@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test test-unprivileged lint format bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,22 @@ format: install
 
 test: lint
 	$(PY) -m pytest -q -n 2 --timeout 900 $(PYTEST_ARGS)
+
+# The sandbox's hostile tests again with the *host* unprivileged, as on a laptop (the process
+# level then runs code as the host's own uid). As root, the run drops to UNPRIVILEGED_USER
+# through .ci/as_unprivileged.py; .ci/run creates that user in CI.
+UNPRIVILEGED_USER ?= arftci
+UNPRIVILEGED_TESTS := tests/tools/test_sandbox_unprivileged.py \
+	tests/tools/test_sandbox_hostile_signals.py tests/tools/test_sandbox_hostile_ipc.py \
+	tests/tools/test_sandbox_hostile.py
+UNPRIVILEGED_PYTEST := -m pytest -q -n 2 --timeout 900 -p no:cacheprovider $(UNPRIVILEGED_TESTS)
+
+test-unprivileged: install
+	if [ "$$(id -u)" = 0 ]; then \
+		$(PY) .ci/as_unprivileged.py $(UNPRIVILEGED_USER) -- $(PY) $(UNPRIVILEGED_PYTEST); \
+	else \
+		$(PY) $(UNPRIVILEGED_PYTEST); \
+	fi
 
 bench: install
 	$(PIP) install -q -e ".[$(EXTRAS),bench]"

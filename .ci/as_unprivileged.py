@@ -18,7 +18,9 @@ from __future__ import annotations
 import ctypes
 import os
 import pwd
+import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 
@@ -86,9 +88,19 @@ def main() -> None:
     os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
     if os.getuid() == 0 or os.geteuid() == 0:
         sys.exit("as_unprivileged.py: the privilege drop did not take")
-    env = dict(os.environ, HOME=home, USER=user.pw_name, LOGNAME=user.pw_name)
+    unreadable = [p for p in sorted(needed) if not os.access(p, os.R_OK | os.X_OK)]
+    if unreadable:
+        sys.exit(
+            f"as_unprivileged.py: {user.pw_name} cannot read {unreadable}; make the checkout "
+            "and its .venv readable by others (a umask of 022 when cloning and installing)"
+        )
+    env = dict(os.environ, HOME=home, TMPDIR=home, USER=user.pw_name, LOGNAME=user.pw_name)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the checkout belongs to root
-    os.execve(argv[0], argv, env)
+    try:
+        rc = subprocess.run(argv, env=env).returncode
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    sys.exit(rc)
 
 
 if __name__ == "__main__":
