@@ -174,3 +174,26 @@ def test_the_process_level_runs_as_the_host_user_only_when_the_host_is_not_root(
     assert uid != 0
     if os.geteuid() != 0:
         assert uid == os.geteuid()
+
+
+def test_devices_beyond_the_harmless_ones_are_out_of_reach(hostile, any_sb):
+    # At the process level /dev is the host's: its terminals, /dev/shm and device nodes.
+    code = (
+        "import glob, os\n"
+        "open('/dev/null', 'w').write('x'); print(len(open('/dev/urandom', 'rb').read(4)))\n"
+        "for p in ['/dev/tty', '/dev/ptmx', '/dev/kmsg', '/dev/mem', *glob.glob('/dev/pts/*')]:\n"
+        "    try:\n"
+        "        open(p, 'rb', buffering=0).close()\n"
+        "        print(p, 'opened')\n"
+        "    except OSError as e:\n"
+        "        print(p, type(e).__name__)\n"
+    )
+    res = hostile(any_sb, code)
+    assert res.status == "ok", res.describe()
+    lines = res.stdout.splitlines()
+    assert lines[0] == "4"
+    opened = [line for line in lines[1:] if line.endswith(" opened")]
+    if any_sb.level == "process":
+        assert opened == []
+    else:  # bwrap's own /dev: /dev/ptmx opens a pty of the sandbox's private devpts
+        assert set(opened) <= {"/dev/ptmx opened", "/dev/pts/ptmx opened"}
