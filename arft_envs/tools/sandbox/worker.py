@@ -4,12 +4,13 @@ Started by the host (``sandbox.py``) as ``python -I -B worker.py REQ_FD RESP_FD`
 bubblewrap for the ``bwrap`` level, as a plain process for the ``process`` level. It imports
 numpy, cv2 and PIL once. Between calls it keeps one *spare*: the next call's process, already
 ``fork()``ed, which has armed ``PDEATHSIG``, pointed stdin/stdout/stderr at /dev/null and two
-capped pipes, closed every other fd, and waits on a control pipe. Then, for every request:
+capped pipes, closed every other fd, entered its Landlock domain, and waits on a control
+pipe. Then, for every request:
 
 1. writes the input files into a fresh work dir,
 2. hands the request to the spare (forking a fresh one if the spare died), which joins its own
-   process group, sets rlimits, clears the environment, (``process`` level) applies Landlock,
-   loads the seccomp filter and ``exec()``s the code; afterwards the same process decodes the
+   process group, sets rlimits, clears the environment, loads the seccomp filter and
+   ``exec()``s the code; afterwards the same process decodes the
    image files the code wrote,
 3. reads the pipes until *that process itself* exits or the wall-clock deadline passes (never
    until pipe EOF: an orphaned grandchild may hold the pipe open forever),
@@ -648,6 +649,8 @@ class Server:
         os.dup2(outs[1], 2)
         _close_all_but(sorted({0, 1, 2, *keep, *self.keep_fds}))
         _keep_freed_memory()
+        if self.landlock_abi:  # here, off the caller's clock: it needs nothing from the request
+            _landlock.confine([self.workdir], [os.devnull], self.landlock_abi, self.readable)
 
     def _confine(self, lim: dict, job: str, nproc_base: int) -> None:
         """Child side, after the request: the limits and confinement of this call."""
@@ -665,8 +668,6 @@ class Server:
         os.chdir(job)
         os.environ.clear()
         os.environ.update(self.base_env, HOME=job, TMPDIR=job, PWD=job)
-        if self.landlock_abi:
-            _landlock.confine([job], [os.devnull], self.landlock_abi, self.readable)
         _seccomp.install(self.prog, self.prog_offsets)
 
     def _watch(self, pid: int, streams: dict, deadline: float) -> bool:
