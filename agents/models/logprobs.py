@@ -331,3 +331,13 @@ def model_logprobs(
     if return_entropy:
         entropy = torch.zeros_like(out).index_put((rows, cols), ent)
     return out, entropy
+
+
+def use_full_logits(model: Any, full: bool = True) -> None:
+    """Make scoring of ``model`` compute the full (B × K × V) logits instead of chunks (the
+    baseline that ``benchmarks/real_model_step.py`` measures the chunked path against);
+    ``full=False`` goes back to chunks (re-checked on the next call)."""
+    if full:
+        _HEAD_OK[model] = False
+    else:
+        _HEAD_OK.pop(model, None)
