@@ -36,8 +36,8 @@ What every call gets, at both isolating levels (``bwrap`` and ``process``):
   newer than the reviewed list fail with ENOSYS;
 * **Landlock** (``_landlock``, where the kernel has it): writes only beneath the worker's work
   area (which holds nothing but the call's work dir) and to ``/dev/null``; no TCP; signals
-  and abstract-socket connections only within the call (ABI 6 scopes); no ptrace-style access (``/proc/<pid>/mem``, ``environ``) to any process
-  outside the call, whatever its uid;
+  and abstract-socket connections only within the call (ABI 6 scopes); no ptrace-style
+  access (``/proc/<pid>/mem``, ``environ``) to any process outside the call, whatever its uid;
 * **nothing survives the call**: process-group kill plus a sweep; everything it wrote is
   deleted; it had no IPC objects to leave; it could not change metadata it did not create;
 * **a cleared environment** (PATH, LANG, HOME, TMPDIR, PWD and thread-count variables only);
