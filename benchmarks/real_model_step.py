@@ -12,6 +12,7 @@ Each (model, mode) runs in its own process, so that each peak RSS is its own; ``
 the full mode's figure over the chunked one's, measured in this run.
 
     python benchmarks/real_model_step.py [--models smollm2-135m tiny-qwen] [--threads N]
+        [--gradient-checkpointing]
 
 Writes ``benchmarks/results/real_model_step.json`` and prints a table.
 """
@@ -42,7 +43,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def child(model_name: str, mode: str, group: int, new_tokens: int, threads: int) -> dict:
+def child(
+    model_name: str, mode: str, group: int, new_tokens: int, threads: int, checkpointing: bool
+) -> dict:
     """One measured step in this process; returns its figures."""
     import torch
 
@@ -51,7 +54,9 @@ def child(model_name: str, mode: str, group: int, new_tokens: int, threads: int)
     from agents.policy import ModelInput, Policy
 
     t0 = time.perf_counter()
-    policy = Policy.from_pretrained(model_name, device="cpu", dtype="float32")
+    policy = Policy.from_pretrained(
+        model_name, device="cpu", dtype="float32", gradient_checkpointing=checkpointing
+    )
     load_s = time.perf_counter() - t0
     rss_loaded = _rss_mb()
     use_full_logits(policy.model, mode == "full")
@@ -92,6 +97,7 @@ def child(model_name: str, mode: str, group: int, new_tokens: int, threads: int)
         "model": model_name,
         "mode": mode,
         "threads": threads,
+        "gradient_checkpointing": checkpointing,
         "vocab": int(policy.model.get_output_embeddings().weight.shape[0]),
         "params_m": sum(p.numel() for p in policy.model.parameters()) / 1e6,
         "batch": list(batch["input_ids"].shape),
@@ -114,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="default: default_cpu_threads()")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute each layer's activations in backward (TrainConfig.gradient_checkpointing)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "real_model_step.json")
     args = parser.parse_args(argv)
@@ -122,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
         args.threads = default_cpu_threads()
     if args.child:
-        print(json.dumps(child(*args.child, args.group, args.new_tokens, args.threads)))
+        figures = child(
+            *args.child, args.group, args.new_tokens, args.threads, args.gradient_checkpointing
+        )
+        print(json.dumps(figures))
         return 0
     rows = []
     for model in args.models:
@@ -139,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.new_tokens),
                 "--threads",
                 str(args.threads),
+                *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
             ]
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

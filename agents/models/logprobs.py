@@ -153,10 +153,9 @@ class _ChunkedLogprobs(torch.autograd.Function):
                 g = g_logp[s : s + chunk].float()
                 gz = p * -g[:, None]
                 gz.scatter_add_(1, targets[s : s + chunk, None], g[:, None])
-                if use_ent:
-                    gz -= (g_ent[s : s + chunk].float()[:, None] * p) * (
-                        log_p + ent[s : s + chunk, None]
-                    )
+                if use_ent:  # in place on log_p, which is not needed afterwards
+                    log_p.add_(ent[s : s + chunk, None]).mul_(p)
+                    gz.sub_(log_p.mul_(g_ent[s : s + chunk].float()[:, None]))
                 gz /= temperature
                 gz_c = gz.to(compute)
                 if grad_h is not None:
