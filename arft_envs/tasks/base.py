@@ -50,7 +50,10 @@ class Task:
     """One problem: a question, its images (loaded lazily), gold answers and metadata.
 
     ``meta`` carries family-specific gold data, e.g. ``degradations`` and ``gold_steps`` for
-    MAT-Coding, ``gold_queries`` and ``corpus`` for search tasks.
+    MAT-Coding, ``gold_queries`` and ``corpus`` for search tasks. ``origins`` says where each
+    image path came from, ``(file, row, field)`` per image (empty for generated tasks), so
+    that an image found missing only when decoded (``check_images=False``) is reported with
+    its dataset file, row and field.
     """
 
     id: str
@@ -59,12 +62,31 @@ class Task:
     images: Sequence[ImageSource] = ()
     split: str = "default"
     meta: dict[str, Any] = field(default_factory=dict)
+    origins: Sequence[tuple[str, int | str, str]] = field(default=(), repr=False, compare=False)
     _cache: list[np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def load_images(self) -> list[np.ndarray]:
-        """The decoded images (read-only arrays), decoded once and cached."""
+        """The decoded images (read-only arrays), decoded once and cached. A file that is
+        missing or undecodable raises :class:`DatasetError` naming the dataset file, row and
+        field it came from (when known) and the image path."""
         if self._cache is None:
-            self._cache = [load_image(src) for src in self.images]
+            decoded = []
+            for index, src in enumerate(self.images):
+                try:
+                    decoded.append(load_image(src))
+                except DatasetError as err:
+                    if index >= len(self.origins):
+                        raise
+                    file, row, name = self.origins[index]
+                    reason = str(err).removeprefix(f"{err.path}: ")
+                    raise DatasetError(
+                        file,
+                        f"{reason}: {err.path} (task {self.id!r}; fix the path or the file, "
+                        "or pass image_root=... if the images live elsewhere)",
+                        row,
+                        name,
+                    ) from None
+            self._cache = decoded
         return self._cache
 
 

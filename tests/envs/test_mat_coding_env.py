@@ -1,5 +1,7 @@
 """MATCoding-v0 end to end: expert returns, failures as tool messages, fuzzing, vector envs."""
 
+import json
+
 import cv2
 import gymnasium as gym
 import numpy as np
@@ -177,10 +179,16 @@ def test_stepwise_mode_scores_one_step_against_the_gold():
         assert reward == pytest.approx(expected)
 
 
-def test_official_benchmark_reports_missing_images(shared_data):
+def test_official_benchmark_reports_missing_images(shared_data, tmp_path):
     path = shared_data / "mat_coding_demo" / "coding_case.json"
+    gym.make("MATCoding-v0", data=str(path)).close()  # the sample has every image it uses
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    rows[0]["processed_image_path"] = "gone.png"
+    (tmp_path / "coding_case.json").write_text(json.dumps(rows), encoding="utf-8")
     with pytest.raises(DatasetError) as err:
-        gym.make("MATCoding-v0", data=str(path))
+        gym.make(
+            "MATCoding-v0", data=str(tmp_path / "coding_case.json"), image_root=str(path.parent)
+        )
     message = str(err.value)
     assert "coding_case.json" in message and "row" in message and "field" in message
 

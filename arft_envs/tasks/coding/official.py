@@ -57,8 +57,8 @@ def load_mat_coding(
 
     Every row is validated now, and a bad one raises :class:`DatasetError` naming the file,
     the row (0-based) and the field. Image paths are relative to ``image_root`` (default: the
-    JSON file's folder); with ``check_images`` every image a kept row names (original and
-    processed) must exist. ``split`` keeps ``"simple"`` or ``"hard"`` rows (``None``: all).
+    JSON file's folder); with ``check_images`` the image each kept row uses must exist (the
+    original for crop items, else the processed image: a row ships only the one it uses). ``split`` keeps ``"simple"`` or ``"hard"`` rows (``None``: all).
     The task's image is the undegraded original for crop items, else the processed image
     (paper §4.3); it is decoded only when ``Task.load_images`` is called.
 
@@ -94,16 +94,17 @@ def load_mat_coding(
             meta["gold_steps"] = row.strings("gold_steps")
         if split is not None and row_split != split:
             continue
-        check = check_images
-        images = {n: row.image(n, root, check) for n in ("ori_image_path", "processed_image_path")}
+        used = input_image_field(degradations)
+        image = row.image(used, root, check_images)
         tasks.append(
             Task(
                 id=task_id,
                 question=question,
                 answers=answers,
-                images=[images[input_image_field(degradations)]],
+                images=[image],
                 split=row_split,
                 meta=meta,
+                origins=[(str(path), index, used)],
             )
         )
     return tasks
@@ -160,6 +161,7 @@ def load_coding_rows(
                     "prompt_text": prompt,
                     "source": "mat-coding-rows",
                 },
+                origins=[(str(path), index, "image_path")],
             )
         )
     return tasks

@@ -67,6 +67,7 @@ def load_mat_search(
                 [image],
                 item_split,
                 meta,
+                origins=[(str(path), number, "image_path")],
             )
         )
     selected = [t for t in tasks if split is None or t.split == split]
@@ -99,13 +100,15 @@ def load_search_rows(path: str | Path, image_root: str | Path | None = None) -> 
         if kind == "answer":
             span = re.search(r"<answer>(.*?)</answer>", solution, re.DOTALL)
             answers = [span.group(1).strip()] if span else []
-        _, image = row.find("image_path", "image")
+        image_field, image = row.find("image_path", "image")
         images = [root / str(image)] if image else []
+        origins = [(str(path), number, str(image_field))] if image else []
         meta = {"gold_step": solution, "prompt_text": problem, "source": "search-rows"}
         _, full_turn = row.find("gt")
         if isinstance(full_turn, str):
             meta["gt"] = full_turn  # the full reference turn, with its <think>
-        tasks.append(Task(row.find_ident(number), question, answers, images, "train", meta))
+        task = Task(row.find_ident(number), question, answers, images, "train", meta, origins)
+        tasks.append(task)
     if not tasks:
         raise DatasetError(path, "no rows")
     return tasks

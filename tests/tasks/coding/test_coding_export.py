@@ -11,7 +11,7 @@ import pytest
 from arft_envs.errors import DatasetError
 from arft_envs.rewards import format_reward
 from arft_envs.tasks.coding import export
-from arft_envs.tasks.coding.official import load_coding_rows, load_mat_coding
+from arft_envs.tasks.coding.official import input_image_field, load_coding_rows, load_mat_coding
 from arft_envs.tasks.coding.synthetic import SyntheticCoding
 
 # ----------------------------------------------------------------------------- files round trip
@@ -42,11 +42,13 @@ def test_write_then_load_gives_equal_tasks(tmp_path):
         "gold_steps",
     }
     assert len(load_mat_coding(path, split="hard")) == splits.count("hard")
-    # the written copy is a proper benchmark: its errors name a missing image too
-    os.remove(tmp_path / "bench" / rows[3]["ori_image_path"])
+    # the written copy is a proper benchmark: its errors name a missing image too (the one
+    # the row uses: the original of a crop item, else the processed image)
+    used = input_image_field(rows[3]["type"])
+    os.remove(tmp_path / "bench" / rows[3][used])
     with pytest.raises(DatasetError) as err:
         load_mat_coding(path)
-    assert (err.value.row, err.value.field) == (3, "ori_image_path")
+    assert (err.value.row, err.value.field) == (3, used)
 
 
 def test_stepwise_rows_round_trip(tmp_path):

@@ -20,13 +20,52 @@ def write_json(path: Path, rows) -> Path:
 # ============================================================================ official benchmark
 
 
-def test_demo_names_the_missing_image_file_row_and_field(demo):
+def test_demo_loads_with_the_default_image_check(demo):
+    # the sample ships only the image each row uses (the original of crop items, else the
+    # processed one), and that is what the check covers
+    tasks = load_mat_coding(demo)
+    assert [t.id for t in tasks] == ["12", "22", "63", "71", "119", "124"]
+    assert all(Path(t.images[0]).is_file() for t in tasks)
+
+
+def test_missing_used_image_names_the_file_row_and_field(demo, tmp_path):
+    rows = json.loads(demo.read_text(encoding="utf-8"))
+    rows[0]["processed_image_path"] = "gone_proc.png"  # row 0 (rotation180) uses this one
+    path = write_json(tmp_path / "bench.json", rows)
     with pytest.raises(DatasetError) as err:
-        load_mat_coding(demo)
-    assert (err.value.row, err.value.field) == (0, "ori_image_path")
-    assert "rotation180_1_ori.png" in str(err.value)
-    assert str(demo) in str(err.value)
+        load_mat_coding(path, image_root=demo.parent)
+    assert (err.value.row, err.value.field) == (0, "processed_image_path")
+    assert "gone_proc.png" in str(err.value) and str(path) in str(err.value)
     assert "check_images=False" in str(err.value)
+
+
+def test_image_missing_at_decode_names_the_file_row_and_field(demo, tmp_path):
+    rows = json.loads(demo.read_text(encoding="utf-8"))
+    rows[4]["ori_image_path"] = "gone_ori.png"  # row 4 is a crop item: it uses the original
+    path = write_json(tmp_path / "bench.json", rows)
+    tasks = load_mat_coding(path, image_root=demo.parent, check_images=False)
+    with pytest.raises(DatasetError) as err:
+        tasks[4].load_images()
+    assert (err.value.path, err.value.row, err.value.field) == (str(path), 4, "ori_image_path")
+    message = str(err.value)
+    assert "image file not found" in message and "gone_ori.png" in message
+    assert "'119'" in message  # the task id
+
+
+def test_image_missing_at_reset_names_the_file_row_and_field(demo, tmp_path):
+    import gymnasium as gym
+
+    import arft_envs  # noqa: F401
+
+    rows = json.loads(demo.read_text(encoding="utf-8"))
+    rows[1]["processed_image_path"] = "gone_proc.png"
+    path = write_json(tmp_path / "bench.json", rows)
+    env = gym.make("MATCoding-v0", data=str(path), image_root=str(demo.parent), check_images=False)
+    with pytest.raises(DatasetError) as err:
+        env.reset(options={"task_id": "22"})
+    env.close()
+    assert (err.value.row, err.value.field) == (1, "processed_image_path")
+    assert str(path) in str(err.value) and "gone_proc.png" in str(err.value)
 
 
 def test_demo_loads_with_deferred_image_check(demo):
@@ -67,11 +106,13 @@ def test_image_root_and_a_complete_copy(demo, tmp_path):
     path = write_json(tmp_path / "bench.json", rows)
     tasks = load_mat_coding(path, image_root=images)
     assert tasks[0].images == [images / "rotation180_1_proc.png"]
-    (images / "crop_13_proc.png").unlink()
+    (images / "crop_13_proc.png").unlink()  # row 5 is a crop item: it does not use this one
+    assert len(load_mat_coding(path, image_root=images)) == 6
+    (images / "crop_13_ori.png").unlink()
     with pytest.raises(DatasetError) as err:
         load_mat_coding(path, image_root=images)
-    assert (err.value.row, err.value.field) == (5, "processed_image_path")
-    assert "crop_13_proc.png" in str(err.value)
+    assert (err.value.row, err.value.field) == (5, "ori_image_path")
+    assert "crop_13_ori.png" in str(err.value)
     # a missing image in a filtered-out row is not checked
     assert len(load_mat_coding(path, split="simple", image_root=images)) == 3
 
