@@ -5,14 +5,15 @@ chunked ones (:mod:`agents.models.logprobs`) side by side in the same run.
 The step, on a fixed batch: 2 prompts × G = 8 samples, 128 new tokens each (temperature 1,
 seeded, so both log-prob modes see the same tokens); then the policy-gradient loss with an
 entropy bonus over the sampled tokens (group-relative advantages of a fixed per-sample score),
-backward, and an AdamW step (the optimizer state is part of the memory, as in training). No
+backward, and an AdamW step (the optimizer state is part of the memory, as in training; one
+parameter at a time unless ``--adamw-foreach``). No
 reference model and no tools: this isolates what the vocabulary costs.
 
 Each (model, mode) runs in its own process, so that each peak RSS is its own; ``ratio`` is
 the full mode's figure over the chunked one's, measured in this run.
 
     python benchmarks/real_model_step.py [--models smollm2-135m tiny-qwen] [--threads N]
-        [--gradient-checkpointing]
+        [--gradient-checkpointing] [--adamw-foreach]
 
 Writes ``benchmarks/results/real_model_step.json`` and prints a table.
 """
@@ -44,7 +45,13 @@ def _rss_mb() -> float:
 
 
 def child(
-    model_name: str, mode: str, group: int, new_tokens: int, threads: int, checkpointing: bool
+    model_name: str,
+    mode: str,
+    group: int,
+    new_tokens: int,
+    threads: int,
+    checkpointing: bool,
+    foreach: bool,
 ) -> dict:
     """One measured step in this process; returns its figures."""
     import torch
@@ -66,12 +73,15 @@ def child(
         user = {"role": "user", "content": ({"type": "text", "text": text},)}
         ids = policy.encode(policy.render([system, user], add_generation_prompt=True))
         inputs += [ModelInput(ids)] * group
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-6)
+    # foreach=False: one parameter at a time, so the step's temporaries are one tensor's size
+    # (the default foreach kernels allocate temporaries the size of all the weights together).
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-6, foreach=foreach)
 
     torch.manual_seed(0)
     t0 = time.perf_counter()
     gens = policy.generate(inputs, max_new_tokens=new_tokens, temperature=1.0, stop_strings=())
     gen_s = time.perf_counter() - t0
+    rss_generation = _rss_mb()
     new = sum(len(g.token_ids) for g in gens)
 
     full = [ModelInput(x.input_ids + g.token_ids) for x, g in zip(inputs, gens, strict=True)]
@@ -90,6 +100,7 @@ def child(
     n = mask.sum().clamp(min=1)
     loss = -(adv[:, None] * logp).sum() / n - 0.01 * entropy.sum() / n
     loss.backward()
+    rss_backward = _rss_mb()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     fb_s = time.perf_counter() - t0
@@ -109,6 +120,9 @@ def child(
         "generation_tok_s": new / gen_s,
         "forward_backward_tok_s": int(batch["attention_mask"].sum()) / fb_s,
         "rss_loaded_mb": rss_loaded,
+        "peak_rss_after_generation_mb": rss_generation,
+        "peak_rss_after_backward_mb": rss_backward,
+        "adamw_foreach": foreach,
         "peak_rss_mb": _rss_mb(),
         "loss": float(loss),
     }
@@ -125,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="recompute each layer's activations in backward (TrainConfig.gradient_checkpointing)",
     )
+    parser.add_argument(
+        "--adamw-foreach",
+        action="store_true",
+        help="AdamW's foreach kernels (torch's default; faster, more memory at the step)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "real_model_step.json")
     args = parser.parse_args(argv)
@@ -134,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         args.threads = default_cpu_threads()
     if args.child:
         figures = child(
-            *args.child, args.group, args.new_tokens, args.threads, args.gradient_checkpointing
+            *args.child,
+            args.group,
+            args.new_tokens,
+            args.threads,
+            args.gradient_checkpointing,
+            args.adamw_foreach,
         )
         print(json.dumps(figures))
         return 0
@@ -154,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--threads",
                 str(args.threads),
                 *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
+                *(["--adamw-foreach"] if args.adamw_foreach else []),
             ]
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
