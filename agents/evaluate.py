@@ -1,10 +1,11 @@
 """Evaluate a policy on an env id: run episodes, score answers with the paper's metric, and
 write a prediction file in the paper's format.
 
-A prediction is ``{"id", "pred_answer", "gt", "query"}``, the format of the released
-Visual-ARFT predictions, so ``arft score FILE --benchmark ...`` (``arft_envs.scoring``) reads
-the file back. On a finite dataset (``data=...``) the tasks run once each, in file order, so
-the MAT benchmarks' simple/hard slices apply; on a generator the tasks come from seeds.
+A prediction is ``{"id", "pred_answer", "gt", "query", "split"}``: the format of the
+released Visual-ARFT predictions plus the split of the task (``id`` is its task id), so
+``arft score FILE --benchmark ...`` (``arft_envs.scoring``) reads the file back and scores it
+by the same splits as ``arft eval`` did. On a finite dataset (``data=...``) the tasks run once
+each, in file order; on a generator the tasks come from seeds.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ BENCHMARK_OF_ENV = {"MATCoding-v0": "mat-coding", "MATSearch-v0": "mat-search"}
 
 @dataclass
 class EvalResult:
-    """Predictions, their score overall (with the benchmark's fixed slices) and by the split
-    each task reported at reset."""
+    """Predictions and their score, overall and by the split each prediction records (the
+    score ``arft score`` gives the written file)."""
 
     env_id: str
     benchmark: str
@@ -38,7 +39,7 @@ class EvalResult:
     def format(self) -> str:
         lines = [f"{self.env_id} ({self.benchmark}, {len(self.predictions)} episodes, ×100)"]
         lines.append(f"{'split':<10} {'n':>6} {'F1':>7} {'EM':>7}")
-        rows = [("all", self.score.overall), *sorted(self.by_split.items())]
+        rows = [("all", self.score.overall), *self.by_split.items()]
         lines += [f"{name:<10} {s.n:>6} {s.f1:>7.2f} {s.em:>7.2f}" for name, s in rows]
         return "\n".join(lines)
 
@@ -60,8 +61,10 @@ def evaluate(
     config: RolloutConfig | None = None,
     num_envs: int = 8,
     vectorization_mode: str = "sync",
+    progress: bool | None = None,
 ) -> EvalResult:
-    """Run ``episodes`` episodes of ``env_id`` (all of a finite dataset when None) and score them."""
+    """Run ``episodes`` episodes of ``env_id`` (all of a finite dataset when None) and score
+    them. ``progress``: a bar of finished episodes on stderr (None: only on a terminal)."""
     from arft_envs.scoring import score_predictions
 
     config = config or RolloutConfig(temperature=0.0)
@@ -85,23 +88,73 @@ def evaluate(
             vectorization_mode,
             **env_kwargs,
         )
+        bar = _progress_bar(groups * config.group_size, env_id, progress)
+        _count_episodes(envs, bar)
         try:
             trajectories = collect(
                 policy, envs, config, groups=groups, task_ids=task_ids, env_id=env_id
             )
+            bar.update(bar.total - bar.n)  # the episodes that were still running
         finally:
+            bar.close()
             envs.close()
         predictions = [prediction(t, probe) for t in trajectories]
     finally:
         probe.close()
     score = score_predictions(predictions, benchmark)
-    splits: dict[str, list[dict]] = {}
-    for t, p in zip(trajectories, predictions, strict=True):
-        split = t.info.get("reset", {}).get("split")
-        if split is not None:
-            splits.setdefault(str(split), []).append(p)
-    by_split = {name: score_predictions(items, benchmark).overall for name, items in splits.items()}
-    return EvalResult(env_id, benchmark, predictions, score, by_split, trajectories)
+    return EvalResult(env_id, benchmark, predictions, score, dict(score.splits), trajectories)
+
+
+def _progress_bar(total: int, env_id: str, enabled: bool | None):
+    """A tqdm bar of finished episodes on stderr; ``enabled=None`` shows it on a terminal
+    only."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    disable = (not sys.stderr.isatty()) if enabled is None else not enabled
+    return tqdm(
+        total=total, desc=f"eval {env_id}", unit="episode", file=sys.stderr, disable=disable
+    )
+
+
+def _count_episodes(envs, bar) -> None:
+    """Advance ``bar`` by each episode that ends: one the env ends (terminated or truncated)
+    or one the rollout abandons (its turn cap), seen when its sub-env is reset for the next
+    one. ``step`` and ``reset`` are wrapped on the instance, so the env keeps its type for the
+    rollout's checks."""
+    running = [False] * envs.num_envs
+    step, reset = envs.step, envs.reset
+
+    def advance(n: int) -> None:
+        if n:
+            bar.update(min(n, bar.total - bar.n))
+
+    def counting_step(actions):
+        result = step(actions)
+        ended = 0
+        for i, (t, u) in enumerate(zip(result[2], result[3], strict=True)):
+            if (t or u) and running[i]:
+                running[i] = False
+                ended += 1
+        advance(ended)
+        return result
+
+    def counting_reset(*, seed=None, options=None):
+        options = dict(options or {})
+        mask = options.get("reset_mask")
+        slots = range(envs.num_envs) if mask is None else [i for i, m in enumerate(mask) if m]
+        seeds = seed if isinstance(seed, (list, tuple)) else [seed] * envs.num_envs
+        starts = seeds is not None and any(s is not None for s in seeds)
+        starts = starts or any(k != "reset_mask" for k in options)
+        ended = 0
+        for i in slots:
+            ended += running[i]
+            running[i] = starts
+        advance(ended)
+        return reset(seed=seed, options=options or None)
+
+    envs.step, envs.reset = counting_step, counting_reset
 
 
 def benchmark_for(env_id: str, env: gym.Env) -> str:
@@ -127,12 +180,18 @@ def prediction(t: Trajectory, env: gym.Env) -> dict:
     golds = t.info.get("golds")
     if golds is None:  # the agent ended the episode before the env reported its golds
         golds = [] if task is None else [str(a) for a in task.answers]
-    return {
+    split = t.info.get("reset", {}).get("split")
+    if split is None and task is not None:
+        split = task.split
+    record = {
         "id": t.task_id,
         "pred_answer": t.info.get("answer"),
         "gt": list(golds),
         "query": "" if task is None else str(task.question).strip(),
     }
+    if split is not None:
+        record["split"] = str(split)
+    return record
 
 
 def write_predictions(predictions: list[dict], path: str | Path) -> Path:

@@ -75,20 +75,52 @@ def parse_env_args(pairs: list[str]) -> dict:
 
 
 def cmd_envs(args) -> int:
-    import gymnasium as gym
-
+    """Print each registered id, a one-sentence summary, and where its tasks come from."""
     import arft_envs
 
     for env_id in sorted(arft_envs.ENV_SPECS):
-        entry = gym.spec(env_id).entry_point
-        module, _, name = entry.partition(":")
-        try:
-            cls = getattr(__import__(module, fromlist=[name]), name)
-            doc = (cls.__doc__ or "").split("## Description", 1)[-1].strip().split("\n")[0]
-        except ImportError as err:
-            doc = f"(unavailable: {err})"
-        print(f"{env_id:<22} {doc}")
+        summary, source = env_summary(env_id)
+        print(f"{env_id:<20} {summary}\n{'':<20} tasks: {source}")
     return 0
+
+
+def env_summary(env_id: str) -> tuple[str, str]:
+    """The first sentence of the env's description (whole, never cut) and its data source:
+    a multi-hop id's own ``DATASET_SUMMARY`` line when its module has one."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    spec = gym.spec(env_id)
+    try:
+        creator = load_env_creator(spec.entry_point)
+    except (ImportError, AttributeError) as err:
+        return f"(unavailable: {err})", "-"
+    per_dataset = getattr(sys.modules[creator.__module__], "DATASET_SUMMARY", {})
+    dataset = spec.kwargs.get("dataset")
+    if dataset in per_dataset:
+        return per_dataset[dataset]
+    text = (creator.__doc__ or "").split("## Description", 1)[-1].split("##", 1)[0]
+    summary = _first_sentence(text) or env_id
+    import inspect
+
+    try:
+        takes_data = "data" in inspect.signature(creator).parameters
+    except (TypeError, ValueError):
+        takes_data = False
+    source = "offline, a seeded synthetic generator"
+    if takes_data:
+        source += "; data=FILE for the benchmark's file"
+    return summary, source
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of reST ``text`` on one line, roles and backquotes removed."""
+    import re
+
+    flat = " ".join(text.split())
+    flat = re.sub(r":\w+:`~?(?:[\w.]+\.)?([\w]+)`", r"\1", flat).replace("``", "")
+    match = re.search(r"(?<!e\.g)(?<!i\.e)[.!?](?=\s|$)", flat)
+    return flat[: match.end()] if match else flat
 
 
 def cmd_score(args) -> int:

@@ -1,8 +1,10 @@
 """Benchmark scoring of prediction files with the paper's metric (its result tables).
 
 A prediction file is a JSON list of items with ``pred_answer`` (str or null) and ``gt`` (a str
-or a list of str). Scores are averaged over the full item count (×100), with the paper's fixed
-simple/hard slices for the MAT benchmarks.
+or a list of str). Scores are averaged over the full item count (×100). When every item
+records its ``split`` (``arft eval`` writes it, beside the task ``id``), the scores by split
+come from those; otherwise (the released Visual-ARFT files) the MAT benchmarks use the
+paper's fixed simple/hard slices of the official order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ BENCHMARKS: dict[str, tuple[bool, int | None]] = {
     "multihop": (False, None),
 }
 EXPECTED_SIZES = {"mat-search": 150, "mat-coding": 200}
+_SPLIT_ORDER = {"simple": 0, "hard": 1}
 
 
 class PredictionFileError(ValueError):
@@ -74,6 +77,8 @@ def load_predictions(path: str | Path) -> list[dict]:
             raise PredictionFileError(
                 f"{path}: row {row}: field 'pred_answer' must be a string or null"
             )
+        if "split" in item and not isinstance(item["split"], str):
+            raise PredictionFileError(f"{path}: row {row}: field 'split' must be a string")
         gt = item["gt"]
         if not (
             isinstance(gt, str) or (isinstance(gt, list) and all(isinstance(g, str) for g in gt))
@@ -98,7 +103,20 @@ def score_predictions(items: list[dict], benchmark: str) -> Score:
     chinese, n_simple = BENCHMARKS[benchmark]
     scores = [score_answer(item["pred_answer"], item["gt"], chinese=chinese) for item in items]
     result = Score(benchmark, _average(scores))
-    if n_simple is not None:
+    recorded = [item.get("split") for item in items]
+    if items and all(isinstance(split, str) for split in recorded):
+        by_split: dict[str, list[tuple[float, float]]] = {}
+        for split, score in zip(recorded, scores, strict=True):
+            by_split.setdefault(split, []).append(score)
+        order = sorted(by_split, key=lambda s: (_SPLIT_ORDER.get(s, len(_SPLIT_ORDER)), s))
+        result.splits = {split: _average(by_split[split]) for split in order}
+    elif any(isinstance(split, str) for split in recorded):
+        missing = next(i for i, split in enumerate(recorded) if not isinstance(split, str))
+        result.warnings.append(
+            f"some items record their split and some (e.g. row {missing}) do not; the "
+            "scores by split ignore the recorded splits"
+        )
+    if n_simple is not None and not result.splits:
         result.splits = {"simple": _average(scores[:n_simple]), "hard": _average(scores[n_simple:])}
         expected = EXPECTED_SIZES[benchmark]
         if len(items) != expected:

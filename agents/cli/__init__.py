@@ -17,6 +17,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="arft", description="Agentic reinforcement fine-tuning for vision-language models."
     )
+    parser.add_argument("--version", action="version", version=f"arft {_version()}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error instead of its one-line message",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_env_commands(sub)
     _add_eval(sub)
@@ -93,8 +99,20 @@ def _add_eval(sub) -> None:
         default=None,
         help="also write the episodes here (JSONL, images beside it)",
     )
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="FILE.html",
+        help="also write the episodes as an HTML page (turns, images, rewards), as the demo does",
+    )
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar (it is shown on stderr only when stderr is a terminal)",
+    )
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, progress=None)
 
 
 def cmd_eval(args) -> int:
@@ -107,21 +125,12 @@ def cmd_eval(args) -> int:
     if args.episodes is not None and args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
 
-    import gymnasium as gym
-
     import arft_envs  # noqa: F401  (registers the ids)
     from agents.evaluate import evaluate, write_predictions
     from agents.images import ImageBudget
     from agents.policy import Policy
     from agents.rollout import RolloutConfig, save_trajectories
 
-    if args.env.split(":")[-1] not in gym.registry and ":" not in args.env:
-        import difflib
-
-        close = difflib.get_close_matches(args.env, list(gym.registry), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        print(f"error: unknown env id {args.env!r}{hint}", file=sys.stderr)
-        return 2
     agent_max_turns = args.max_turns
     if args.max_turns is not None and _accepts(args.env, "max_turns"):
         env_kwargs["max_turns"] = args.max_turns
@@ -152,15 +161,23 @@ def cmd_eval(args) -> int:
         config=config,
         num_envs=args.num_envs,
         vectorization_mode=args.vectorization,
+        progress=None if args.progress is None else False,
     )
     path = write_predictions(result.predictions, args.output)
+    written = [path]
     if args.trajectories:
-        save_trajectories(result.trajectories, args.trajectories)
+        written.append(save_trajectories(result.trajectories, args.trajectories))
+    if args.report:
+        from agents.rollout.trajectory import write_trajectory_page
+
+        title = f"arft eval {args.env} · model {args.model} · {len(result.predictions)} episodes"
+        written.append(write_trajectory_page(args.report, result.trajectories, title=title))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(result.format())
-        print(f"wrote {path}")
+        for item in written:
+            print(f"wrote {item}")
     return 0
 
 
@@ -180,11 +197,56 @@ def _accepts(env_id: str, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("arft")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def _check_env(args) -> None:
+    """Check the env id and ``--env-arg`` keywords of a command before it does any work."""
+    from agents.cli.errors import check_env_args, check_env_id
+    from arft_envs.cli import parse_env_args
+
+    env_id = getattr(args, "env_id", None) or getattr(args, "env", None)
+    if not isinstance(env_id, str):
+        return
+    check_env_id(env_id)
+    check_env_args(env_id, parse_env_args(getattr(args, "env_arg", None) or []))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``arft …``: run a command; a user error ends with its message on stderr and status 2
+    (its traceback only with ``--debug``)."""
+    from agents.cli.errors import report
+
     argv = sys.argv[1:] if argv is None else list(argv)
+    # --debug is global: accepted anywhere on the line, the subcommands never see it
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        if args.command != "train":
+            _check_env(args)
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"arft {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `arft envs | head`: the reader left; nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except SystemExit:
+        raise
+    except Exception as err:
+        if debug:
+            raise
+        return report(args.command, err)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def _add_field(parser, cls: type, name: str) -> None:
     kwargs: dict[str, Any] = {
         "dest": name,
         "default": argparse.SUPPRESS,
-        "help": cls.help_text(name),
+        "help": cls.help_text(name).replace("%", "%%"),  # argparse formats help with %
     }
     if hint is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
@@ -190,6 +190,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if resume and not (Path(config.output) / "config.json").is_file():
         print(f"arft train: nothing to resume in {config.output}; starting a new run")
     trainer = Trainer(config, resume=resume)
+    if trainer.is_main:
+        # first, so the folder is known while the run goes (metrics, tensorboard, samples)
+        print(f"run folder: {Path(config.output).resolve()}", flush=True)
     try:
         metrics = trainer.train()
     except ConfigError as err:
@@ -198,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.is_main:
         keys = ("step", "reward_mean", "reward_std", "f1", "kl", "loss", "time/step")
         print("last step: " + ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
-        print(f"run folder: {config.output}")
+        print(f"final model: {Path(config.output).resolve() / 'final'}")
     return 0
 
 

@@ -16,6 +16,33 @@ ENV_IDS = {
     "bamboogle": "Bamboogle-v0",
 }
 
+# What `arft envs` says of each id: a one-line summary and where its tasks come from.
+_OFFLINE = (
+    "offline, seeded synthetic 2–3-hop questions about fictional entities (not the dataset's "
+    "own questions); data=FILE for the real dataset"
+)
+DATASET_SUMMARY = {
+    "hotpotqa": (
+        "HotpotQA: text-only multi-hop questions (bridge and comparison) answered with a "
+        "search tool.",
+        _OFFLINE,
+    ),
+    "2wiki": (
+        "2WikiMultihopQA: text-only multi-hop questions (comparison, inference, compositional) "
+        "answered with a search tool.",
+        _OFFLINE,
+    ),
+    "musique": (
+        "MuSiQue: text-only 2–4-hop composed questions answered with a search tool.",
+        _OFFLINE,
+    ),
+    "bamboogle": (
+        "Bamboogle: short text-only compositional questions that search engines answer "
+        "poorly, answered with a search tool.",
+        _OFFLINE,
+    ),
+}
+
 
 class MultihopQAEnv(SearchEnv):
     """

@@ -54,7 +54,7 @@ def test_eval_smoke_on_every_registered_id(env_id, tmp_path, capsys):
     assert "F1" in printed and "EM" in printed and "all" in printed
     items = json.loads(out.read_text())
     assert len(items) == 3
-    assert all(set(item) == {"id", "pred_answer", "gt", "query"} for item in items)
+    assert all(set(item) == {"id", "pred_answer", "gt", "query", "split"} for item in items)
     assert all(item["gt"] and item["query"] for item in items)
     score = score_file(out, BENCHMARK.get(env_id, "multihop"))
     assert score.overall.n == 3

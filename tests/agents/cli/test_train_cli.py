@@ -101,7 +101,8 @@ def test_train_three_steps_then_resume_to_five(tmp_path, capsys):
     run = tmp_path / "run"
     base = ["--env", "MATCoding-v0", "--model", "tiny", "--algo", "grpo", "--output", str(run)]
     assert train_cli.main([*base, "--steps", "3", *SMALL]) == 0
-    assert "run folder" in capsys.readouterr().out
+    # the run folder is printed at the start, before the steps' output
+    assert capsys.readouterr().out.splitlines()[0] == f"run folder: {run.resolve()}"
     assert train_cli.main(["--output", str(run), "--resume", "--steps", "5"]) == 0
     out = capsys.readouterr().out
     assert "resumed from" in out and "step_000003" in out
@@ -121,7 +122,7 @@ def test_train_three_steps_then_resume_to_five(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message, known",
     [
-        (["--algo", "ppo"], "argument --algo: invalid choice: 'ppo'", ["grpo"]),
+        (["--algo", "trpo"], "argument --algo: invalid choice: 'trpo'", ["grpo", "ppo"]),
         (["--credit", "token"], "argument --credit: invalid choice: 'token'", ["episode", "turn"]),
     ],
 )
