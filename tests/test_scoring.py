@@ -126,3 +126,55 @@ def test_score_answer_chinese(prediction, golds, expected):
     assert (f1, em) == pytest.approx(expected)
     if prediction is not None:
         assert em == max(exact_match(prediction, g, chinese=True) for g in golds)
+
+
+# ---------------------------------------------------------------------- recorded splits
+
+
+def _item(pred: str, gold: str, split: str | None) -> dict:
+    item = {"id": gold, "pred_answer": pred, "gt": [gold], "query": "q"}
+    if split is not None:
+        item["split"] = split
+    return item
+
+
+def test_recorded_splits_replace_the_fixed_slices():
+    from arft_envs.scoring import score_predictions
+
+    # what arft eval writes for a mixed draw: hard and simple interleaved, 4 items
+    items = [
+        _item("a", "a", "hard"),
+        _item("x", "b", "simple"),
+        _item("c", "c", "hard"),
+        _item("d", "d", "simple"),
+    ]
+    score = score_predictions(items, "mat-coding")
+    assert list(score.splits) == ["simple", "hard"]
+    assert (score.splits["simple"].n, score.splits["hard"].n) == (2, 2)
+    assert (score.splits["simple"].em, score.splits["hard"].em) == (50.0, 100.0)
+    assert not score.warnings
+    # without recorded splits (the released files) the first 70 items are "simple"
+    bare = score_predictions([{**i, "split": None} for i in items], "mat-coding")
+    assert (bare.splits["simple"].n, bare.splits["hard"].n) == (4, 0)
+    # a multihop file with recorded splits reports them too
+    assert list(score_predictions(items, "multihop").splits) == ["simple", "hard"]
+
+
+def test_partly_recorded_splits_fall_back_with_a_warning():
+    from arft_envs.scoring import score_predictions
+
+    items = [_item("a", "a", "hard"), _item("b", "b", None)]
+    score = score_predictions(items, "mat-search")
+    assert (score.splits["simple"].n, score.splits["hard"].n) == (2, 0)
+    assert any("row 1" in w for w in score.warnings)
+
+
+def test_a_split_that_is_not_a_string_names_the_row(tmp_path):
+    import json
+
+    from arft_envs.scoring import PredictionFileError
+
+    path = tmp_path / "preds.json"
+    path.write_text(json.dumps([_item("a", "a", "hard"), {**_item("b", "b", None), "split": 3}]))
+    with pytest.raises(PredictionFileError, match=r"row 1: field 'split'"):
+        score_file(path, "multihop")
