@@ -195,6 +195,8 @@ def extract_span(text: str, tag: str) -> str:
 
 
 _PAPER_KINDS = ("answer", "code", "problem", "search")
+#: The step kinds of the coding task, in the authors' branch order (no ``search``).
+CODING_KINDS = ("answer", "code", "problem")
 
 
 def step_kind(step: str, tags: Sequence[str] = _PAPER_KINDS) -> str | None:
@@ -224,12 +226,15 @@ def format_reward(
     if any(completion.count(tag) >= 2 for tag in singletons):
         return 0.0
     if task == "search" and (tags is None or kind in _PAPER_KINDS):
-        if re.search(r"<answer>.*?</answer>", completion, re.DOTALL):
+        # The authors branch on the tags' presence anywhere, in any order: a completion holding
+        # both "<answer>" and "</answer>" is judged as an answer even when "</answer>" comes
+        # first (say, inside the think) and the turn itself is a valid search, and scores 0.
+        if "<answer>" in completion and "</answer>" in completion:
             ok = FORMAT_PATTERNS["answer"].fullmatch(completion) and not FORMAT_PATTERNS[
                 "search"
             ].fullmatch(completion)
             return float(bool(ok))
-        if re.search(r"<search>.*?</search>", completion, re.DOTALL):
+        if "<search>" in completion and "</search>" in completion:
             return float(bool(FORMAT_PATTERNS["search"].fullmatch(completion)))
         return 0.0
     if kind not in FORMAT_PATTERNS:
@@ -250,11 +255,15 @@ def extract_problems(text: str) -> list[str]:
 
 
 def problem_reward(predicted: Sequence[str], gold: Sequence[str]) -> float:
-    """1.0 for the exact set; 0.5 for naming only the rotation of a rotation+X pair; else 0."""
+    """1.0 for the exact set; 0.5 for naming only the rotation of a rotation+X pair; else 0.
+
+    As the authors do, ``rotation90`` is tested first: for a gold pair holding both rotations
+    only ``['rotation90']`` earns the half credit (``['rotation180']`` earns 0).
+    """
     predicted, gold = sorted(predicted), sorted(gold)
-    if len(gold) == 2 and len(predicted) == 1:
-        rotation = [g for g in gold if g in ("rotation90", "rotation180")]
-        if rotation and predicted == rotation[:1]:
+    if len(gold) == 2:
+        rotation = next((r for r in ("rotation90", "rotation180") if r in gold), None)
+        if rotation is not None and len(predicted) == 1 and rotation in predicted:
             return 0.5
     return float(predicted == gold)
 
@@ -280,7 +289,7 @@ def search_query_reward(similarity: float, threshold: float = SIMILARITY_THRESHO
 
 def coding_accuracy_reward(completion: str, gold_step: str) -> float:
     """The paper's coding accuracy reward of one completion against its gold step (§3.3)."""
-    kind = step_kind(gold_step)
+    kind = step_kind(gold_step, CODING_KINDS)
     if kind == "answer":
         if "<code>" in completion or "<problem>" in completion:
             return 0.0
@@ -294,6 +303,17 @@ def coding_accuracy_reward(completion: str, gold_step: str) -> float:
             return 0.0
         return problem_reward(extract_problems(completion), extract_problems(gold_step))
     return 0.0
+
+
+def coding_format_reward(completion: str, gold_step: str) -> float:
+    """The paper's coding format reward of one completion against its gold step (§3.3).
+
+    The pattern is the gold step's kind (answer, code or problem, tested in that order); a
+    gold step with none of those tags, e.g. one holding only ``<search>``, is no coding step
+    and scores 0, as in the authors' function.
+    """
+    kind = step_kind(gold_step, CODING_KINDS)
+    return 0.0 if kind is None else format_reward(completion, kind, task="coding")
 
 
 def search_accuracy_reward(completion: str, gold_step: str, similarity=None) -> float:

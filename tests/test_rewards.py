@@ -157,3 +157,55 @@ def test_search_accuracy_reward_uses_similarity_and_threshold():
     assert R.search_accuracy_reward("<answer>a</answer>", "<search>x</search>", sim) == 0.0
     assert R.search_accuracy_reward("<answer>Paris</answer>", "<answer>paris</answer>") == 1.0
     assert R.search_accuracy_reward("<search>p</search>", "<answer>paris</answer>") == 0.0
+
+
+# ----------------------------------------------------------------------------- paper-mode fixes
+# Each case was found by comparing with the authors' functions (paper.md §3.2-3.3).
+
+
+@pytest.mark.parametrize(
+    "completion,expected",
+    [
+        # "</answer>" before "<answer>": the authors still take the answer branch, which fails
+        ("<think>no </answer> yet, then <answer></think><search>q</search>", 0.0),
+        ("<think>I will not write </answer> here</think><search>q</search>", 1.0),
+        ("<think>an <answer> opens</think><search>q</search>", 1.0),  # one tag only: search
+        ("<think>a</think><answer>b</answer>", 1.0),
+        ("<think>it said </search> and <search></think><answer>b</answer>", 1.0),
+    ],
+)
+def test_search_format_branches_on_tags_anywhere(completion, expected):
+    assert R.format_reward(completion, "search", task="search") == expected
+
+
+@pytest.mark.parametrize(
+    "pred,gold,expected",
+    [
+        (["rotation90"], ["rotation90", "rotation180"], 0.5),  # rotation90 is tested first
+        (["rotation180"], ["rotation90", "rotation180"], 0.0),
+        (["rotation90", "rotation180"], ["rotation180", "rotation90"], 1.0),
+        (["rotation180"], ["rotation180", "dark"], 0.5),
+        (["rotation90"], ["rotation90"], 1.0),
+    ],
+)
+def test_rotation_half_credit_tests_rotation90_first(pred, gold, expected):
+    assert R.problem_reward(pred, gold) == expected
+
+
+@pytest.mark.parametrize(
+    "completion,gold,fmt,accuracy",
+    [
+        # a gold step with no answer/code/problem tag is no coding step: format 0
+        ("<think>a</think><answer>b</answer>", "just some text", 0.0, 0.0),
+        ("<think>a</think><search>q</search>", "<search>q</search>", 0.0, 0.0),
+        ("<think>a</think><answer>q</answer>", "<search>q</search>", 0.0, 0.0),
+        # coding kinds keep their patterns
+        ("<think>a</think><answer>b</answer>", "<answer>b</answer>", 1.0, 1.0),
+        (CODE_STEP, "<think>t</think><code>```python\nx\n```</code>", 1.0, 0.9),
+        ("<think>a</think><problem>{'dark'}</problem>", "<problem>{'dark'}</problem>", 1.0, 1.0),
+    ],
+)
+def test_coding_rewards_of_gold_steps_without_a_coding_tag(completion, gold, fmt, accuracy):
+    assert R.coding_format_reward(completion, gold) == fmt
+    assert R.coding_accuracy_reward(completion, gold) == pytest.approx(accuracy)
+    assert R.step_kind(gold, R.CODING_KINDS) in (None, "answer", "code", "problem")

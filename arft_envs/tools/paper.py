@@ -32,6 +32,7 @@ from arft_envs.actions import (
 )
 from arft_envs.prompts import CODING_TIPS
 from arft_envs.rewards import (
+    CODING_KINDS,
     PROBLEM_TYPES,
     code_reward,
     f1_set,
@@ -62,7 +63,7 @@ def gold_plan(task: Task) -> list[str]:
     """The kinds of step of a coding task's gold trajectory (``problem``, ``code``, ``answer``)."""
     plan = task.meta.get("gold_plan")
     if plan is None:
-        kinds = [step_kind(s) for s in task.meta.get("gold_steps", ())]
+        kinds = [step_kind(s, CODING_KINDS) for s in task.meta.get("gold_steps", ())]
         plan = [k for k in kinds if k] or ["problem", "code", "answer"]
     return list(plan)
 
