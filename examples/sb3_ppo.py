@@ -39,11 +39,11 @@ def evaluate(env: gym.Env, choose, episodes: int) -> tuple[float, float]:
     """Mean reward and correct-diagnosis rate of ``choose(obs) -> action`` on fixed seeds."""
     rewards, hits = [], []
     for i in range(episodes):
-        obs, info = env.reset(seed=EVAL_SEED + i)
-        truth = set(info.get("degradations") or ["none"])
+        obs, _ = env.reset(seed=EVAL_SEED + i)
         action = int(choose(obs))
-        _, reward, terminated, truncated, _ = env.step(action)
+        _, reward, terminated, truncated, info = env.step(action)
         assert terminated and not truncated
+        truth = set(info.get("degradations") or ["none"])  # given at the episode's end
         rewards.append(reward)
         hits.append(PROBLEMS[action] in truth)
     return float(np.mean(rewards)), float(np.mean(hits))

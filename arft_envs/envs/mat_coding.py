@@ -9,7 +9,7 @@ import numpy as np
 
 from arft_envs.core import AgenticEnv
 from arft_envs.prompts import CODING_SYSTEM_PROMPT
-from arft_envs.rewards import coding_accuracy_reward, format_reward, step_kind
+from arft_envs.rewards import coding_accuracy_reward, coding_format_reward
 from arft_envs.spaces import image_part, message, text_part
 from arft_envs.tasks.base import ListTaskSource, Task, TaskSource
 from arft_envs.tasks.coding.synthetic import StepwiseSynthetic as _StepwiseSynthetic
@@ -85,9 +85,9 @@ class MATCodingEnv(AgenticEnv):
       ``info["tool_failures"]``; the episode goes on.
 
     ## Info
-    ``reset()`` and every episode end: ``task_id``, ``split`` and ``degradations`` (sorted
-    names). The episode end adds ``answer``, ``golds``, ``f1``, ``em``, ``episode_return``,
-    ``turns``. Every step: ``action_kind``, ``reward_components``, ``tool_status``,
+    ``reset()``: ``task_id``, ``split``. The episode end adds ``degradations`` (sorted names,
+    the gold diagnosis, so never before the end; the task record keeps them in
+    ``task.meta``), ``answer``, ``golds``, ``f1``, ``em``, ``episode_return``, ``turns``. Every step: ``action_kind``, ``reward_components``, ``tool_status``,
     ``format_errors``, ``tool_failures``, ``tool_timeouts``.
 
     ## Version History
@@ -122,10 +122,13 @@ class MATCodingEnv(AgenticEnv):
         return coding_tools()
 
     def _task_info(self, task: Task, final: bool) -> dict[str, Any]:
-        """``degradations``: the task's degradation names (sorted; ``["none"]`` for a clean
-        image), the key for per-degradation reports."""
+        """At the episode's end, ``degradations``: the task's degradation names (sorted;
+        ``["none"]`` for a clean image), the key for per-degradation reports. Never at
+        ``reset()``: they are the gold answer of the ``<problem>`` step."""
         degradations = task.meta.get("degradations")
-        return {} if degradations is None else {"degradations": sorted(degradations)}
+        if not final or degradations is None:
+            return {}
+        return {"degradations": sorted(degradations)}
 
     def _initial_messages(self, task: Task, images: list[np.ndarray]) -> list[dict]:
         if self.mode == "stepwise":
@@ -145,9 +148,8 @@ class MATCodingEnv(AgenticEnv):
         return gold_plan(self.task)
 
     def _stepwise_components(self, action: str, gold_step: str) -> dict[str, float]:
-        kind = step_kind(gold_step) or "answer"
         return {
-            "format": format_reward(action, kind),
+            "format": coding_format_reward(action, gold_step),
             "accuracy": coding_accuracy_reward(action, gold_step),
         }
 
