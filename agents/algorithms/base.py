@@ -11,29 +11,38 @@ differs between GRPO, RLOO, PPO, DAPO, … is owned by an :class:`Algorithm`:
 - its **advantages**: :meth:`Algorithm.advantages`, per episode or per token;
 - its **loss** on one micro-batch: :meth:`Algorithm.loss` (and how micro-batches weigh within
   a minibatch, :meth:`Algorithm.micro_weight`);
-- its **extra models**: :meth:`Algorithm.extra_models`, e.g. the frozen reference of the KL
-  term (a critic would go here too).
+- its **extra models**: :meth:`Algorithm.extra_models`, frozen ones such as the reference of
+  the KL term, and :meth:`Algorithm.trained_models`, ones that train beside the policy (PPO's
+  critic): the loop prepares each with accelerate (DDP wraps it like the policy), gives it its
+  own AdamW and schedule, steps it on the policy's accumulation boundaries, and accelerate's
+  ``save_state`` / ``load_state`` put it in every step checkpoint (``model_1.safetensors``,
+  ``optimizer_1.bin``, … after the policy's files, which keep their names);
+- what it **reads before its advantages**: with :attr:`Algorithm.reference_in_advantages` the
+  loop scores the reference first and passes it as :class:`Scores` (REINFORCE++ puts the KL in
+  the reward); a trained model's own scores (a critic's values) the algorithm computes itself
+  from the :class:`RunContext` the loop binds once everything is prepared;
+- which **groups it keeps**: :meth:`Algorithm.keep_groups` (DAPO's dynamic sampling). The loop
+  drops the others and rolls out more groups to refill the batch, at most
+  :attr:`Algorithm.max_refills` extra rollouts per step; a batch still short after them is
+  filled with dropped groups (their advantages are zero), so every process always trains on
+  ``groups_per_step`` groups and the same number of micro-batches (a process with fewer would
+  leave DDP's gradient all-reduce waiting forever).
 
 A new algorithm is one file under ``agents/algorithms/`` defining its config, its pure tensor
 functions and its ``Algorithm`` subclass, plus one line in ``ALGORITHMS``
 (:mod:`agents.algorithms`). ``arft train --algo NAME`` then runs it. A section may extend
-another's (a Dr. GRPO or DAPO config can subclass ``GRPOConfig`` and change defaults).
-
-Not yet in the contract, because no algorithm needs them today: extra models that *train*
-(PPO's critic must be prepared, optimised and checkpointed with the policy), and dropping
-groups after the rollout (DAPO's dynamic sampling must refill the batch so that every process
-keeps the same number of micro-batches, or DDP's gradient sync waits forever).
+another's (the Dr. GRPO and DAPO configs subclass ``GRPOConfig`` and change defaults).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from agents.training.config import TrainConfig
+from agents.training.config import TrainConfig, algorithm_names, option
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,6 +50,59 @@ if TYPE_CHECKING:
     from agents.policy import Policy
     from agents.rollout import Trajectory
     from agents.training.batch import Advantages, MicroBatch
+
+
+def algo_option(name: str) -> Any:
+    """The ``algo`` field of an algorithm's config section, defaulting to ``name`` (so that
+    ``PPOConfig()`` is a PPO run); its help and choices are the shared field's."""
+    return option(name, TrainConfig.help_text("algo"), choices=algorithm_names)
+
+
+@dataclass
+class Scores:
+    """What the loop scored before calling :meth:`Algorithm.advantages`.
+
+    Attributes:
+        reference: per episode, the reference model's log-prob of each token (1-D, the
+            episode's length; 0 off the model's tokens), or None when not asked for
+            (:attr:`Algorithm.reference_in_advantages`).
+    """
+
+    reference: list[torch.Tensor] | None = None
+
+
+@dataclass
+class TrainedModel:
+    """A model that trains beside the policy (see :meth:`Algorithm.trained_models`).
+
+    Attributes:
+        module: the model; every parameter with ``requires_grad`` is optimised.
+        learning_rate: its AdamW's peak learning rate (the run's schedule shape applies).
+        max_grad_norm: its own gradient clipping (0: none).
+    """
+
+    module: torch.nn.Module
+    learning_rate: float
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class RunContext:
+    """What an algorithm may use once the loop has prepared the run (:meth:`Algorithm.bind`).
+
+    Attributes:
+        policy: the policy (its ``collate`` and ``forward_logprobs``).
+        accelerator: the run's ``Accelerator`` (autocast, ``unwrap_model``).
+        models: the prepared trained models (accelerate's wrappers under DDP) and the frozen
+            extra models, by name.
+        micro_batches: micro-batches per minibatch (``gradient_accumulation_steps``), the
+            chunking a no-grad pass over the step's episodes should use too.
+    """
+
+    policy: Policy
+    accelerator: Any
+    models: dict[str, torch.nn.Module]
+    micro_batches: int
 
 
 @dataclass
@@ -71,6 +133,8 @@ class Algorithm:
     name: ClassVar[str]
     config_class: ClassVar[type[TrainConfig]] = TrainConfig
 
+    run: RunContext | None = None
+
     def __init__(self, config: TrainConfig):
         if not isinstance(config, self.config_class):
             raise TypeError(
@@ -96,10 +160,42 @@ class Algorithm:
             return {"reference": copy.deepcopy(policy.model).eval().requires_grad_(False)}
         return {}
 
+    def trained_models(self, policy: Policy) -> dict[str, TrainedModel]:
+        """Models that train beside the policy, built once before RL starts, by name (none by
+        default). The loop prepares, optimises and checkpoints them (module docstring); the
+        algorithm reaches the prepared ones through :attr:`run` and puts their losses in
+        :meth:`loss`'s value (one backward pass reaches every model)."""
+        return {}
+
+    def bind(self, run: RunContext) -> None:
+        """Called once the run is prepared (and before a resume's checkpoint loads into the
+        prepared models); the default keeps ``run`` as :attr:`run`."""
+        self.run = run
+
+    @property
+    def reference_in_advantages(self) -> bool:
+        """Whether :meth:`advantages` needs the reference's log-probs (``scores.reference``)."""
+        return False
+
+    # ------------------------------------------------------------------ the batch
+
+    def keep_groups(self, trajectories: Sequence[Trajectory]) -> list[bool] | None:
+        """Which of the rollout's groups (``group_size`` contiguous episodes each) to train
+        on; None keeps all and asks for no refill (the default)."""
+        return None
+
+    @property
+    def max_refills(self) -> int:
+        """Extra rollouts a step may make to replace groups :meth:`keep_groups` dropped."""
+        return 0
+
     # ------------------------------------------------------------------ the maths
 
-    def advantages(self, trajectories: Sequence[Trajectory]) -> Advantages:
-        """The step's advantages: (B,) one per episode, or B rows (n_tokens,) one per token."""
+    def advantages(
+        self, trajectories: Sequence[Trajectory], scores: Scores | None = None
+    ) -> Advantages:
+        """The step's advantages: (B,) one per episode, or B rows (n_tokens,) one per token.
+        ``scores`` holds what the loop scored first (:class:`Scores`)."""
         raise NotImplementedError
 
     def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:

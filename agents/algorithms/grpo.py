@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from agents.algorithms.base import Algorithm, Loss
+from agents.algorithms.base import Algorithm, Loss, Scores
 from agents.training.config import TrainConfig, option
 
 if TYPE_CHECKING:
@@ -222,7 +222,9 @@ class GRPO(Algorithm):
     def uses_reference(self) -> bool:
         return self.config.beta > 0
 
-    def advantages(self, trajectories: Sequence[Trajectory]) -> torch.Tensor | list[torch.Tensor]:
+    def advantages(
+        self, trajectories: Sequence[Trajectory], scores: Scores | None = None
+    ) -> torch.Tensor | list[torch.Tensor]:
         """(B,) of the episodes' returns against their group, or with ``credit='turn'`` one
         (n_tokens,) row per episode where each sampled token carries its turn's."""
         cfg = self.config

@@ -67,6 +67,9 @@ class MicroBatch:
         ref_logprobs: (b, L) the reference model's log-probs, or None.
         minibatch_episodes: episodes in the minibatch this micro-batch belongs to.
         minibatch_tokens: model tokens in that minibatch.
+        batch: the model batch of these episodes (``token_batch``, on the policy's device),
+            for a loss that runs another model on them (PPO's critic); None where the loop
+            does not give it.
     """
 
     index: list[int]
@@ -77,3 +80,4 @@ class MicroBatch:
     ref_logprobs: torch.Tensor | None
     minibatch_episodes: int
     minibatch_tokens: int
+    batch: dict[str, torch.Tensor] | None = None

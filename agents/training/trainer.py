@@ -7,8 +7,10 @@ What an algorithm computes (its advantages, its loss, the models it needs) comes
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +24,19 @@ from agents.rollout.trajectory import write_trajectory_page
 from agents.training.batch import Advantages, MicroBatch, micro_batches, pad, select, token_batch
 from agents.training.config import ConfigError, TrainConfig, algorithm_class, derive, env_name
 from agents.training.distributed import adapters_only, generation_weights, make_accelerator
+from agents.training.enhancements import Enhancements
 from agents.training.metrics import Clock, MetricsWriter, TimedEnvs, TimedPolicy, step_metrics
 from agents.training.optim import attach_lora, make_optimizer, replan_lr
 from agents.training.run_dir import RunDir
 from agents.training.warm_start import warm_start
 
 if TYPE_CHECKING:
-    from agents.algorithms.base import Algorithm
+    from agents.algorithms.base import Algorithm, Scores
+
+# A refill rollout r of a step resets its groups from rollout_seed(step) + r * REFILL_SEED_STRIDE:
+# far from every step's and process's own seeds, so a refill never replays a task of the run's
+# regular stream by construction of the seeds (only by chance of the env's task sampling).
+REFILL_SEED_STRIDE = 7_919_000_003
 
 
 class Trainer:
@@ -54,8 +62,12 @@ class Trainer:
         algo = algorithm_class(config.algo)
         if not isinstance(config, algo.config_class):
             config = algo.config_class(**{k: getattr(config, k) for k in config.field_names()})
+        if config.kl_control != "fixed":  # the KL controller moves beta: keep the caller's
+            config = copy.copy(config)
         self.config = config
         self.algorithm: Algorithm = algo(config)
+        # curriculum, KL control, augmentation, data filter, gold injection (all off: no-ops)
+        self.enhancements = Enhancements(config, self._make_plain_env)
         self.expert = expert
         self.resume = resume
         self.output = Path(config.output)
@@ -72,6 +84,9 @@ class Trainer:
         self.optimizer = None
         self.scheduler = None
         self._params: list[torch.nn.Parameter] = []
+        # models that train beside the policy (Algorithm.trained_models), prepared: by name
+        self.trained: dict[str, _Trained] = {}
+        self._sampling_stats: dict[str, float] = {}
         self.last_metrics: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ properties
@@ -153,14 +168,46 @@ class Trainer:
             self.policy.model, optimizer, scheduler
         )
         self._params = params
+        self._prepare_trained_models()
+        if self.enhancements.stateful:  # the KL coefficient, the curriculum's stage
+            acc.register_for_checkpointing(self.enhancements)
         if self._resume_from is not None:
             acc.load_state(str(self._resume_from), strict=not cfg.lora)
             self.step = RunDir.checkpoint_step(self._resume_from)
             replan_lr(self.optimizer, self.scheduler)
+            for t in self.trained.values():
+                replan_lr(t.optimizer, t.scheduler)
             self._print(f"resumed from {self._resume_from} at step {self.step}")
         self.run_dir.truncate_jsonl("metrics.jsonl", "step", self.step)
         self.writer.open(self.algorithm.name, purge_step=self.step + 1)
         self._envs = self._make_envs()
+
+    def _prepare_trained_models(self) -> None:
+        """Prepare the algorithm's trained models after the policy (so that the policy's
+        checkpoint files keep their names), each with its own AdamW and schedule, then bind
+        the algorithm to the prepared run."""
+        cfg = self.config
+        acc = self.accelerator
+        for name, spec in self.algorithm.trained_models(self.policy).items():
+            params = [p for p in spec.module.parameters() if p.requires_grad]
+            if not params:
+                raise RuntimeError(
+                    f"the algorithm's trained model {name!r} has no trainable weights"
+                )
+            optimizer, scheduler = make_optimizer(params, cfg, learning_rate=spec.learning_rate)
+            module, optimizer, scheduler = acc.prepare(spec.module, optimizer, scheduler)
+            self.trained[name] = _Trained(module, optimizer, scheduler, params, spec.max_grad_norm)
+        from agents.algorithms.base import RunContext
+
+        prepared = {name: t.module for name, t in self.trained.items()}
+        self.algorithm.bind(
+            RunContext(
+                policy=self.policy,
+                accelerator=acc,
+                models={**self.models, **prepared},
+                micro_batches=cfg.gradient_accumulation_steps,
+            )
+        )
 
     def run(self) -> None:
         """RL steps from the current step to ``config.steps``."""
@@ -189,18 +236,26 @@ class Trainer:
     def train_step(self, step: int) -> dict[str, Any]:
         """One step: rollout, advantages, reference, updates. Returns the step's metrics."""
         clock = Clock()
+        self.enhancements.before_step(step)
         with clock("step"):
             with clock("rollout"):
                 trajectories = self.rollout(step, clock)
-            advantages = self.advantages(trajectories)
+            # the reference first: an algorithm may put its KL in the rewards (Scores)
             with clock("reference"):
                 ref, old = self.reference_logprobs(trajectories)
+            with clock("advantages"):
+                advantages = self.advantages(trajectories, _scores(reference=ref))
+                advantages = self.enhancements.weigh(trajectories, advantages)
             with clock("forward_backward"):
                 update = self.update(trajectories, advantages, ref, old, step=step)
+            update.update(self._sampling_stats)
+            update.update(self.enhancements.step_stats(trajectories))
             if self.config.sample_every and step % self.config.sample_every == 0:
                 with clock("samples"):
                     self.write_samples(step, trajectories)
-        return step_metrics(step, trajectories, update, clock, self.accelerator)
+        metrics = step_metrics(step, trajectories, update, clock, self.accelerator)
+        metrics.update(self.enhancements.after_step(metrics))
+        return metrics
 
     # ------------------------------------------------------------------ rollout
 
@@ -235,19 +290,93 @@ class Trainer:
         self.policy.model.eval()
         weights = generation_weights(self.accelerator, self.train_model)
         with torch.no_grad(), self.accelerator.autocast(), weights:
-            return collect(
-                TimedPolicy(self.policy, clock),
-                TimedEnvs(self._envs, clock),
-                self.rollout_config(step),
-                groups=self.config.groups_per_step,
-                env_id=self.config.env,
+            trajectories = self._collect(
+                self.rollout_config(step), self.config.groups_per_step, clock
             )
+        return self.dynamic_sampling(step, trajectories, clock)
+
+    def _collect(self, config: RolloutConfig, groups: int, clock: Clock) -> list[Trajectory]:
+        enhancements = self.enhancements
+        envs = enhancements.wrap_envs(TimedEnvs(self._envs, clock), config.seed)
+        trajectories = collect(
+            TimedPolicy(self.policy, clock),
+            envs,
+            config,
+            groups=groups,
+            task_ids=enhancements.task_ids(config.seed, groups),
+            env_id=self.config.env,
+        )
+        return enhancements.after_collect(trajectories, envs, config.seed, self.policy)
+
+    def _make_plain_env(self):
+        """One env built like the rollout's, not vectorised (the curriculum's task source,
+        the gold injection's scorer)."""
+        import gymnasium as gym
+
+        cfg = self.config
+        return gym.make(env_name(cfg.env), disable_env_checker=True, **cfg.env_kwargs)
+
+    def _keep_groups(self, trajectories: Sequence[Trajectory]) -> list[bool] | None:
+        """The algorithm's :meth:`~Algorithm.keep_groups` and the data filter's, both."""
+        algorithm_keep = self.algorithm.keep_groups(trajectories)
+        return self.enhancements.keep_groups(trajectories, algorithm_keep)
+
+    def dynamic_sampling(
+        self, step: int, trajectories: list[Trajectory], clock: Clock
+    ) -> list[Trajectory]:
+        """The groups the algorithm keeps (:meth:`Algorithm.keep_groups`), refilled by up to
+        ``max_refills`` extra rollouts of the missing number of groups; a batch still short
+        after them is completed with dropped groups, so that every process trains on exactly
+        ``groups_per_step`` groups (the same micro-batches, or DDP waits forever). Without a
+        filter the rollout passes through. Logs ``sampling/*`` in the step's metrics."""
+        algo = self.algorithm
+        keep = self._keep_groups(trajectories)
+        self._sampling_stats = {}
+        if keep is None:
+            return trajectories
+        cfg = self.config
+        size, wanted = cfg.group_size, cfg.groups_per_step
+        groups = [trajectories[g * size : (g + 1) * size] for g in range(wanted)]
+        kept = [g for g, ok in zip(groups, keep, strict=True) if ok]
+        dropped = [g for g, ok in zip(groups, keep, strict=True) if not ok]
+        n_dropped = len(dropped)
+        refills = 0
+        max_refills = self.enhancements.max_refills(algo.max_refills)
+        while len(kept) < wanted and refills < max_refills:
+            refills += 1
+            seed = self.rollout_seed(step) + refills * REFILL_SEED_STRIDE
+            missing = wanted - len(kept)
+            weights = generation_weights(self.accelerator, self.train_model)
+            with torch.no_grad(), self.accelerator.autocast(), weights:
+                more = self._collect(derive(RolloutConfig, cfg, seed=seed), missing, clock)
+            more_groups = [more[g * size : (g + 1) * size] for g in range(missing)]
+            verdict = self._keep_groups(more)
+            for group, ok in zip(more_groups, verdict, strict=True):
+                (kept if ok else dropped).append(group)
+                n_dropped += not ok
+        filled = max(wanted - len(kept), 0)
+        batch_groups = (kept + dropped[:filled])[:wanted]
+        out: list[Trajectory] = []
+        for g, group in enumerate(batch_groups):
+            for t in group:
+                t.group = g
+                out.append(t)
+        self._sampling_stats = {
+            "sampling/dropped_groups": float(n_dropped),
+            "sampling/refill_rollouts": float(refills),
+            "sampling/filled_with_dropped": float(filled),
+            "sampling/kept_share": 1.0 - filled / wanted,
+        }
+        return out
 
     # ------------------------------------------------------------------ the update
 
-    def advantages(self, trajectories: Sequence[Trajectory]) -> Advantages:
-        """The algorithm's advantages of the step's episodes."""
-        return self.algorithm.advantages(trajectories)
+    def advantages(
+        self, trajectories: Sequence[Trajectory], scores: Scores | None = None
+    ) -> Advantages:
+        """The algorithm's advantages of the step's episodes (``scores``: what the loop
+        scored first, :class:`~agents.algorithms.base.Scores`)."""
+        return self.algorithm.advantages(trajectories, scores)
 
     @torch.no_grad()
     def reference_logprobs(
@@ -335,6 +464,7 @@ class Trainer:
         acc = self.accelerator
         model = self.train_model
         mb_tokens = sum(sum(trajectories[i].assistant_mask) for i in minibatch)
+        trained = list(self.trained.items())
         stats: dict[str, float] = {}
         for chunk in micro_batches(minibatch, cfg.gradient_accumulation_steps):
             items = [trajectories[i] for i in chunk]
@@ -342,7 +472,7 @@ class Trainer:
             length = batch["input_ids"].shape[1]
             # accelerate's idiom: gradients sync (and the optimizer steps) on the last of
             # `gradient_accumulation_steps` micro-batches; DDP, FSDP and DeepSpeed honour it.
-            with acc.accumulate(model):
+            with acc.accumulate(model, *(t.module for _, t in trained)):
                 with acc.autocast():
                     logp, entropy = self.policy.forward_logprobs(
                         batch,
@@ -363,6 +493,7 @@ class Trainer:
                     ref_logprobs=None if ref is None else pad([ref[i] for i in chunk], length),
                     minibatch_episodes=len(minibatch),
                     minibatch_tokens=mb_tokens,
+                    batch=batch,
                 )
                 loss = self.algorithm.loss(micro, logp)
                 weight = self.algorithm.micro_weight(micro)
@@ -378,6 +509,8 @@ class Trainer:
                 if acc.sync_gradients:
                     self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
+                for name, t in trained:
+                    self._step_trained(name, t, stats)
             n_tok = float(mask.sum())
             _add(stats, "loss", float(loss.value.detach()) * weight)
             for key, value in loss.means.items():
@@ -388,6 +521,19 @@ class Trainer:
                 ent = float((entropy.detach().float() * mask).sum())
                 _add(stats, "entropy", ent / max(mb_tokens, 1))
         return stats
+
+    def _step_trained(self, name: str, t: _Trained, stats: dict[str, float]) -> None:
+        """Clip and step a trained model's optimizer on the policy's sync boundaries."""
+        acc = self.accelerator
+        if acc.sync_gradients:
+            max_norm = t.max_grad_norm if t.max_grad_norm > 0 else math.inf
+            norm = acc.clip_grad_norm_(t.params, max_norm)
+            stats[f"{name}/grad_norm"] = float(norm) if norm is not None else math.nan
+            stats[f"{name}/lr"] = t.scheduler.get_last_lr()[0]
+        t.optimizer.step()
+        if acc.sync_gradients:
+            t.scheduler.step()
+        t.optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ outputs
 
@@ -421,13 +567,32 @@ class Trainer:
     def close(self) -> None:
         """Close the metric writers and the envs."""
         self.writer.close()
+        self.enhancements.close()
         if self._envs is not None:
             self._envs.close()
             self._envs = None
 
 
+@dataclass
+class _Trained:
+    """A prepared model of :meth:`Algorithm.trained_models` with its optimizer and schedule."""
+
+    module: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    params: list[torch.nn.Parameter]
+    max_grad_norm: float
+
+
 # The name of the loop when GRPO was its only algorithm; kept for callers of that release.
 GRPOTrainer = Trainer
+
+
+def _scores(**values) -> Scores:
+    # imported here: agents.algorithms builds on agents.training, which imports this module
+    from agents.algorithms.base import Scores
+
+    return Scores(**values)
 
 
 def _add(stats: dict[str, float], key: str, value: float) -> None:

@@ -12,7 +12,8 @@ from agents.training.config import TrainConfig
 
 
 def test_every_algorithm_is_registered_under_its_name_with_its_config_class():
-    assert ALGORITHMS == {"grpo": GRPO}
+    assert set(ALGORITHMS) == {"grpo", "ppo", "rloo", "reinforce_pp", "dapo", "gspo", "dr_grpo"}
+    assert ALGORITHMS["grpo"] is GRPO
     for name, cls in ALGORITHMS.items():
         assert issubclass(cls, Algorithm) and cls.name == name
         assert issubclass(cls.config_class, TrainConfig)

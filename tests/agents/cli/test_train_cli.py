@@ -141,7 +141,8 @@ def test_an_unknown_algo_in_a_config_file_is_a_clear_error(capsys, no_model_load
     path = tmp_path / "c.yaml"
     path.write_text("algo: reinforce\n")
     assert train_cli.main(["--config", str(path)]) == 2
-    assert "unknown algo 'reinforce'; known algorithms: grpo" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown algo 'reinforce' (did you mean 'reinforce_pp'?); known algorithms: grpo" in err
 
 
 def test_algo_picks_the_config_class_and_its_options_are_flags():
