@@ -26,6 +26,10 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agents.policy import DTYPES
+from agents.training.augment import AUGMENTATIONS
+from agents.training.curriculum import CURRICULA
+from agents.training.filtering import DATA_FILTERS
+from agents.training.kl_control import KL_CONTROLS
 
 if TYPE_CHECKING:
     from agents.algorithms.base import Algorithm
@@ -181,6 +185,73 @@ class TrainConfig:
     )
     wandb_project: str = option("arft", "wandb project (report_to includes wandb)")
     progress_bar: bool = option(True, "show a progress bar")
+    # ---------------------------------------------------------------- training enhancements
+    # Options any algorithm can use, all off by default (agents.training.enhancements).
+    curriculum: str = option(
+        "off",
+        "a schedule over task difficulty: off, step (a stage every curriculum_stage_steps "
+        "steps) or success (next stage once the recent success rate reaches "
+        "curriculum_threshold)",
+        choices=CURRICULA,
+    )
+    curriculum_levels: tuple[str, ...] = option(
+        ("1", "2"),
+        "task difficulties, easy to hard, one stage each: MATSearch hop counts (1-3), "
+        "MATCoding degradations per task (1 simple, 2 hard)",
+    )
+    curriculum_stage_steps: int = option(50, "steps per stage (curriculum=step)")
+    curriculum_threshold: float = option(
+        0.7, "success rate that moves to the next stage (curriculum=success)"
+    )
+    curriculum_window: int = option(
+        4, "steps the success rate is averaged over (curriculum=success)"
+    )
+    success_return: float | None = option(
+        None,
+        "an episode counts as a success (curriculum, data_filter) when its return reaches this; "
+        "None: when the env reports an exact match (info em = 1)",
+    )
+    kl_control: str = option(
+        "fixed",
+        "the KL weight beta over the run: fixed, adaptive (towards kl_target, Ziegler et al.), "
+        "linear or cosine (from beta to kl_beta_final); needs an algorithm with beta",
+        choices=KL_CONTROLS,
+    )
+    kl_target: float = option(0.01, "mean per-token KL the adaptive controller aims at")
+    kl_horizon: float = option(
+        10000.0, "adaptive KL: episodes over which beta may change by up to 20%"
+    )
+    kl_beta_final: float = option(0.0, "beta at the last step of a linear or cosine KL schedule")
+    augment: str = option(
+        "off",
+        "rollout noise augmentation (NoisyRollout): off, noise or blur of the task images for "
+        "augment_share of each group's episodes; the update uses the clean images",
+        choices=AUGMENTATIONS,
+    )
+    augment_share: float = option(0.5, "share of each group's episodes played on perturbed images")
+    augment_strength: float = option(
+        16.0, "noise: Gaussian std in 0-255 pixel units; blur: Gaussian sigma in pixels"
+    )
+    augment_anneal_steps: int = option(
+        0, "steps over which the strength falls linearly to 0 (0: constant)"
+    )
+    data_filter: str = option(
+        "off",
+        "online filtering of groups whose accuracy is <= filter_low or >= filter_high: off, "
+        "skip (left out of the update, refilled up to filter_max_refills) or downweight "
+        "(advantages times filter_weight)",
+        choices=DATA_FILTERS,
+    )
+    filter_low: float = option(0.0, "filter groups with this accuracy or less (0: all wrong)")
+    filter_high: float = option(1.0, "filter groups with this accuracy or more (1: all correct)")
+    filter_weight: float = option(0.1, "advantage weight of a filtered group (downweight)")
+    filter_max_refills: int = option(0, "extra rollouts per step to replace skipped groups")
+    inject_gold: bool = option(
+        False,
+        "the authors' coding-trainer quirk (paper.md 3.6): one completion per group has its "
+        "text replaced by the row's gt before rewards, keeping its sampled tokens; stepwise "
+        "rows only (agents.training.paper)",
+    )
 
     def __post_init__(self):
         if isinstance(self.report_to, str):
@@ -283,6 +354,9 @@ class TrainConfig:
         env_problem = _env_problem(self.env)
         if env_problem:
             p.append(env_problem)
+        from agents.training.enhancements import config_problems
+
+        p += config_problems(self)
         return p
 
     # ------------------------------------------------------------------ building

@@ -1,0 +1,116 @@
+"""The KL coefficient over a run: fixed, adapted to a target KL, or scheduled.
+
+An algorithm whose config has ``beta`` (the weight of its KL to the reference) reads it live,
+so the loop sets ``config.beta`` before each step from a :class:`KLController`:
+
+- ``fixed``: ``beta`` as configured (the default; nothing changes);
+- ``adaptive``: the proportional controller of Ziegler et al. (2019, "Fine-Tuning Language
+  Models from Human Preferences", §2.2), as TRL's ``AdaptiveKLController`` writes it::
+
+      e      = clip(KL / KL_target - 1, -0.2, 0.2)
+      beta  <- beta * (1 + e * n / horizon)
+
+  with KL the step's measured mean per-token KL (the ``kl`` metric, over every process), n
+  the step's episodes and ``horizon`` in episodes: a KL above target raises beta, below
+  lowers it, by at most 20 % of ``n / horizon`` per step;
+- ``linear`` / ``cosine``: from ``beta`` at step 1 to ``kl_beta_final`` at the last step.
+
+The controller's state (the current beta) is saved in step checkpoints, so a resumed run
+continues with the coefficient it had.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+KL_CONTROLS = ("fixed", "adaptive", "linear", "cosine")
+ERROR_CLIP = 0.2  # Ziegler et al.'s bound on the proportional error
+
+
+def adaptive_update(beta: float, kl: float, target: float, episodes: int, horizon: float) -> float:
+    """One step of the target-KL controller: ``beta * (1 + clip(kl/target - 1, ±0.2) *
+    episodes / horizon)``."""
+    error = min(max(kl / target - 1.0, -ERROR_CLIP), ERROR_CLIP)
+    return beta * (1.0 + error * episodes / horizon)
+
+
+def scheduled_beta(step: int, total: int, start: float, end: float, shape: str) -> float:
+    """The scheduled beta of ``step`` (1-based) of ``total``: ``start`` at step 1, ``end`` at
+    ``total``, linearly or along a half cosine."""
+    frac = 0.0 if total <= 1 else (step - 1) / (total - 1)
+    frac = min(max(frac, 0.0), 1.0)
+    if shape == "linear":
+        weight = frac
+    elif shape == "cosine":
+        weight = 0.5 * (1.0 - math.cos(math.pi * frac))
+    else:
+        raise ValueError(f"a KL schedule is 'linear' or 'cosine', got {shape!r}")
+    return start + (end - start) * weight
+
+
+class KLController:
+    """The run's KL coefficient: :meth:`before_step` gives the beta of a step, and
+    :meth:`observe` takes the step's measured KL (only ``adaptive`` uses it)."""
+
+    def __init__(self, config: Any):
+        self.mode = config.kl_control
+        self.config = config
+        self.start = float(config.beta)  # the configured beta; config.beta then moves
+        self.beta = self.start
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "fixed"
+
+    def before_step(self, step: int) -> float:
+        """The beta to train ``step`` with (set on the config by the caller)."""
+        cfg = self.config
+        if self.mode in ("linear", "cosine"):
+            self.beta = scheduled_beta(step, cfg.steps, self.start, cfg.kl_beta_final, self.mode)
+        return self.beta
+
+    def observe(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Adapt to the step's ``kl`` (adaptive mode); returns the metrics to log: the beta
+        the step used (``kl_coef``) and, adaptive, the next step's (``kl_coef_next``)."""
+        out = {"kl_coef": self.beta}
+        if self.mode == "adaptive" and "kl" in metrics:
+            cfg = self.config
+            self.beta = adaptive_update(
+                self.beta, float(metrics["kl"]), cfg.kl_target, int(metrics["episodes"]),
+                cfg.kl_horizon,
+            )  # fmt: skip
+            out["kl_coef_next"] = self.beta
+        return out
+
+    def state_dict(self) -> dict[str, float]:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.beta = float(state["beta"])
+
+
+def config_problems(cfg: Any) -> list[str]:
+    """What is wrong with the KL-control fields of ``cfg``, each with its fix."""
+    p: list[str] = []
+    if cfg.kl_control == "fixed":
+        return p
+    if not hasattr(cfg, "beta"):
+        p.append(
+            f"kl_control={cfg.kl_control!r} needs an algorithm with a KL weight (beta); "
+            f"algo {cfg.algo!r} has none: use kl_control='fixed'"
+        )
+        return p
+    if cfg.beta <= 0:
+        p.append(
+            f"kl_control={cfg.kl_control!r} starts from beta, which is {cfg.beta}: the run then "
+            "builds no reference model; set beta > 0 (the starting coefficient)"
+        )
+    if cfg.kl_control == "adaptive":
+        if cfg.kl_target <= 0:
+            p.append(f"kl_target must be > 0 (the per-token KL aimed at), got {cfg.kl_target}")
+        if cfg.kl_horizon <= 0:
+            p.append(f"kl_horizon must be > 0 (episodes), got {cfg.kl_horizon}")
+    if cfg.kl_beta_final < 0:
+        p.append(f"kl_beta_final must be >= 0, got {cfg.kl_beta_final}")
+    return p
