@@ -18,8 +18,8 @@ ENV_IDS = {
 
 # What `arft envs` says of each id: a one-line summary and where its tasks come from.
 _OFFLINE = (
-    "offline, seeded synthetic 2–3-hop questions about fictional entities (not the dataset's "
-    "own questions); data=FILE for the real dataset"
+    "offline, seeded synthetic questions of this dataset's shapes about a world of fictional "
+    "entities of its own (not the dataset's questions); data=FILE for the real dataset"
 )
 DATASET_SUMMARY = {
     "hotpotqa": (
@@ -53,12 +53,13 @@ class MultihopQAEnv(SearchEnv):
     ``<search>`` query (the env really runs it and replies with the top ``k`` results in a
     numbered ``<information>`` block) or answers in ``<answer>``.
 
-    **Without ``data`` these ids serve synthetic questions, not the named dataset**: 2–3 hop
-    questions about a seeded world of fictional entities (e.g. "In which year was the founder
-    of the company that makes the product Vroulfixi born?"), searched with BM25 over that
-    world's encyclopaedia (see :mod:`arft_envs.tasks.search_world`). That keeps every id
-    runnable offline and testable; ``info["source"]`` is then ``"synthetic-search"``. Pass
-    ``data=PATH`` for the real questions.
+    **Without ``data`` these ids serve synthetic questions, not the named dataset**: each id
+    has its own seeded world of fictional entities and its dataset's question shapes
+    (HotpotQA's bridge and comparison questions, 2Wiki's comparison and inference questions,
+    MuSiQue's 2–4-hop chains, Bamboogle's short compositional ones; see
+    :mod:`arft_envs.tasks.search.styles`), searched with BM25 over that world's
+    encyclopaedia. That keeps every id runnable offline and testable; ``info["source"]`` is
+    then ``"synthetic-<dataset>"``. Pass ``data=PATH`` for the real questions.
 
     With ``data``, the file's format is detected per row (see
     :func:`arft_envs.tasks.multihop.load_multihop`): the official HotpotQA and 2Wiki JSON
@@ -131,10 +132,10 @@ class MultihopQAEnv(SearchEnv):
 
 def _make_tasks(dataset: str, data, limit, backend) -> TaskSource:
     from arft_envs.tasks.multihop import load_multihop
-    from arft_envs.tasks.search.synthetic import SyntheticSearch
+    from arft_envs.tasks.search.styles import DatasetStyleSearch
 
     if data is None:
-        return SyntheticSearch(split="hard", text_only=True)
+        return DatasetStyleSearch(dataset)
     tasks, corpus = load_multihop(data, dataset, limit)
     if corpus is None and (backend is None or backend in LOCAL_KINDS):
         raise ValueError(

@@ -84,14 +84,14 @@ def test_default_is_a_synthetic_text_world_the_expert_solves(env_id):
     expert = ScriptedExpert()
     for seed in range(5):
         obs, info = env.reset(seed=seed)
-        assert info["source"] == "synthetic-search" and obs["images"] == ()
+        assert info["source"] == f"synthetic-{env.unwrapped.dataset}" and obs["images"] == ()
         assert all(p["type"] == "text" for m in obs["messages"] for p in m["content"])
         total, done = 0.0, False
         while not done:
             obs, reward, terminated, truncated, info = env.step(expert(obs, env))
             total += reward
             done = terminated or truncated
-        assert total == 2 * (len(env.unwrapped.task.meta["gold_queries"]) + 1)
+        assert total == pytest.approx(4.0)  # the live weights' maximum, whatever the hops
         assert info["em"] == 1.0
 
 
@@ -123,14 +123,14 @@ def test_hotpotqa_live_reward_credits_retrieved_supporting_paragraphs(hotpot):
     assert info["source"] == "hotpotqa"
     assert env.unwrapped.planned_searches(env.unwrapped.task) == 2
     obs, reward, _, _, info = env.step(search("Quorvane robotics company"))
-    assert info["reward_components"] == {"format": 1.0, "query": 1.0}
+    assert info["reward_components"] == {"format": 0.125, "query": 0.375}
     assert "1. Title: Quorvane" in obs["messages"][-1]["content"][-1]["text"]
     _, _, _, _, info = env.step(search("Quorvane robotics company"))  # the same again
-    assert info["reward_components"] == {"format": 1.0, "query": 0.0}
+    assert info["reward_components"] == {"format": 0.125, "query": 0.0}
     _, _, _, _, info = env.step(search("fishing town"))  # beyond the plan
-    assert info["reward_components"] == {"format": 0.0, "query": 0.0}
+    assert info["reward_components"] == {"format": 0.0, "query": 0.0, "extra": -0.1}
     _, reward, terminated, _, info = env.step("<think> ok </think><answer> Telmoria </answer>")
-    assert terminated and reward == 2.0 and info["golds"] == ["Telmoria"]
+    assert terminated and reward == 3.0 and info["golds"] == ["Telmoria"]
 
 
 def test_musique_paper_mode_scores_against_the_decomposition(tmp_path):
@@ -160,10 +160,10 @@ def test_files_without_paragraphs_need_a_backend(flashrag, tmp_path):
     env = gym.make("Bamboogle-v0", data=flashrag, backend=corpus)
     env.reset(seed=0)
     obs, reward, *_ = env.step(search("Quorvane founded"))
-    assert reward == 1.0  # format only: no gold documents or queries to score the search by
+    assert reward == 0.25  # format only: no gold documents or queries to score the search by
     assert "Quorvane was founded by Aldric." in obs["messages"][-1]["content"][-1]["text"]
     _, reward, terminated, _, info = env.step("<think> ok </think><answer> Aldric </answer>")
-    assert terminated and info["f1"] == 1.0 and reward == 2.0
+    assert terminated and info["f1"] == 1.0 and reward == 3.0
 
 
 def test_reference_prediction_file_with_a_corpus_backend(shared_data, tmp_path):
