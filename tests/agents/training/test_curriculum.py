@@ -74,8 +74,8 @@ def test_picker_draws_tasks_of_the_level_from_the_real_sources():
         ids = {picker.pick(level, [7, g]) for g in range(4)}
         assert len(ids) == 4
         for task_id in ids:  # the env rebuilds the same task from its id
-            _, info = coding.reset(options={"task_id": task_id})
-            assert len(info["degradations"]) == level
+            coding.reset(options={"task_id": task_id})
+            assert len(coding.unwrapped.task.meta["degradations"]) == level
     assert picker.pick(2, [7, 0]) == picker.pick(2, [7, 0])  # seeded
     with pytest.raises(RuntimeError, match="no task of difficulty 5"):
         picker.pick(5, 0)
