@@ -11,6 +11,9 @@ Everything here is a pure function of plain values. Two families live side by si
   of the paper's GRPO scripts, including their quirks (non-DOTALL span extraction with a
   whole-string fallback, ``fullmatch`` format checks, the 0.9 code constant, the rotation half
   credit, the 0.5 similarity threshold). See ``shared/research/paper.md`` §3.
+- **Live search weights** (:func:`live_search_components`, :func:`live_answer_components`):
+  ``reward_mode="live"`` reweights the search envs' terms so that the best return needs the
+  right answer; the table beside those functions sets them against the paper's.
 """
 
 from __future__ import annotations
@@ -337,6 +340,53 @@ def search_accuracy_reward(completion: str, gold_step: str, similarity=None) -> 
 
 
 # ----------------------------------------------------------------------------- live search reward
+# The paper's weights (reward_mode="paper"): each of the N planned searches earns format (0/1)
+# + query (similarity >= 0.5, else 0) and the answer format (0/1) + F1, so the gold trajectory
+# returns 2(N+1) and the N searches outweigh the answer N to 1: a policy can raise its return
+# more by searching than by answering right. The live weights (reward_mode="live", agent mode)
+# make the answer the optimum:
+#
+# ====================  ============================  ===================================
+# step                  paper                         live
+# ====================  ============================  ===================================
+# planned search i<=N   format + query (each <= 1)    (0.25 format + 0.75 query) / N
+# search beyond N       0                             -0.1 (``extra``)
+# answer                format + F1                   1.0 format + 2.0 F1
+# best return           2(N+1)                        4, whatever N
+# ====================  ============================  ===================================
+#
+# So all the searches together are worth at most 1, less than half the answer term; a missed
+# hop costs 1/N <= 1, an extra search 0.1, and a wrong answer (F1 0) with every hop earns 2
+# against 4 - 1/N or 3.9 for the right answer with one hop less or more.
+
+LIVE_SEARCH_FORMAT = 0.25
+LIVE_SEARCH_QUERY = 0.75
+LIVE_EXTRA_SEARCH = -0.1
+LIVE_ANSWER_FORMAT = 1.0
+LIVE_ANSWER_F1 = 2.0
+
+
+def live_search_components(
+    format_ok: float, query: float, index: int, planned: int
+) -> dict[str, float]:
+    """The live reward of the ``index``-th search (0-based) of an episode planning ``planned``.
+
+    ``format_ok`` is the paper's format score (0/1) and ``query`` the search's credit in
+    [0, 1] (retrieval credit or thresholded similarity). Within the plan:
+    ``format = 0.25·format_ok/N`` and ``query = 0.75·query/N``; beyond it ``extra = -0.1``.
+    """
+    if index >= planned:
+        return {"format": 0.0, "query": 0.0, "extra": LIVE_EXTRA_SEARCH}
+    n = max(int(planned), 1)
+    return {
+        "format": LIVE_SEARCH_FORMAT * float(format_ok) / n,
+        "query": LIVE_SEARCH_QUERY * float(query) / n,
+    }
+
+
+def live_answer_components(format_ok: float, f1: float) -> dict[str, float]:
+    """The live reward of a search env's answer: ``format = 1·format_ok``, ``answer = 2·F1``."""
+    return {"format": LIVE_ANSWER_FORMAT * float(format_ok), "answer": LIVE_ANSWER_F1 * float(f1)}
 
 
 def retrieval_credit(

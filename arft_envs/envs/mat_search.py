@@ -44,11 +44,29 @@ class MATSearchEnv(SearchEnv):
     paper's prompt (system prompt, query and the reasoning chain so far).
 
     ## Rewards
-    The paper's rewards (a format reward of 0/1, plus accuracy); each step's reward is the sum
-    of ``info["reward_components"]``:
+    Each step's reward is the sum of ``info["reward_components"]``. The terms are the paper's
+    (a format score of 0/1, plus accuracy); ``reward_mode`` sets their weights, side by side
+    (the table in :mod:`arft_envs.rewards`, N = the gold trajectory's searches, 1 when
+    unknown):
+
+    =====================  ===========================  ==============================
+    step                   ``"paper"``                  ``"live"`` (default)
+    =====================  ===========================  ==============================
+    each of the first N    ``format`` + ``query``       ``format`` 0.25/N, ``query``
+    searches               (each 0–1)                   0.75/N (× the 0–1 scores)
+    a search beyond N      0                            ``extra`` −0.1
+    ``<answer>``           ``format`` + ``answer`` F1   ``format`` 1 + ``answer`` 2·F1
+    best return            2(N+1)                       4
+    =====================  ===========================  ==============================
+
+    The live weights make the right answer the optimum: all searches together are worth 1,
+    less than half the answer term, so a wrong answer with every hop (2) earns less than the
+    right one with a hop less (4 − 1/N) or more (3.9), which earn less than the gold
+    trajectory (4). The paper's weights let N searches outweigh the answer.
+
     - ``<search>``: ``format`` (the paper's strict ``<think>…</think>\\s*<search>…</search>``)
-      + ``query``, for the first N search turns, where N is the number of searches of the
-      gold trajectory (1 when unknown); later searches earn 0, so searching more never pays.
+      + ``query``, for the first N search turns; later searches earn 0 (``paper``) or cost
+      0.1 (``live``), so searching more never pays.
       - ``reward_mode="paper"``: the i-th search is scored against the i-th gold query:
         MiniLM cosine similarity, set to 0 below 0.5.
       - ``reward_mode="live"`` (default): the search is scored by what it *retrieved*. When
@@ -64,10 +82,10 @@ class MATSearchEnv(SearchEnv):
       the evaluation metric, with F1 = 1 on exact match; ``paper``: the training F1, without
       that override).
     - A format error earns 0 and the tool replies with what was wrong.
-    The gold trajectory (N searches then the answer) earns 2 per turn in both modes: a return
-    of 2·(N+1), the paper's total for the same steps. In ``mode="stepwise"`` the reward is the
-    paper's, against the row's gold step: ``format`` + ``accuracy`` (similarity for a search
-    step, F1 for an answer step).
+    The gold trajectory (N searches then the answer) returns 2·(N+1) in ``paper`` mode, the
+    paper's total for the same steps, and 4 in ``live`` mode. In ``mode="stepwise"`` the
+    reward is the paper's in both modes, against the row's gold step: ``format`` +
+    ``accuracy`` (similarity for a search step, F1 for an answer step).
 
     ## Starting State
     A task drawn with ``np_random`` (or ``reset(options={"task_id": …})``).
@@ -102,7 +120,12 @@ class MATSearchEnv(SearchEnv):
     trajectory's queries; ``[]`` when unknown) — gold facts appear only there.
 
     ## Version History
-    - v0: initial release.
+    - v0: initial release. Revised before the first published release (arft 0.1.0), so the
+      id was not bumped: the live search weights above replaced the paper's weights in
+      ``reward_mode="live"`` (until then a planned search and the answer were each worth up
+      to 2, so searching steered the return more than answering right). ``reward_mode=
+      "paper"`` and ``mode="stepwise"`` keep the authors' rewards; pass ``reward_mode=
+      "paper"`` for the earlier live totals' scale.
     """
 
     def __init__(

@@ -80,8 +80,11 @@ class MultihopQAEnv(SearchEnv):
     </query>``, then each assistant turn and the tool's reply.
 
     ## Rewards
-    As MATSearch-v0 (see :class:`arft_envs.envs.mat_search.MATSearchEnv`): ``format`` +
-    ``query`` for the first N searches, ``format`` + ``answer`` (token-set F1) for the answer.
+    As MATSearch-v0 (see :class:`arft_envs.envs.mat_search.MATSearchEnv`, whose table puts the
+    paper's and the live weights side by side): ``format`` + ``query`` for the first N
+    searches, ``format`` + ``answer`` (token-set F1) for the answer; in ``reward_mode="live"``
+    (default) the searches together are worth 1, a search beyond N costs 0.1 and the answer
+    is worth 1 + 2·F1, so the best return (4) needs the right answer.
     N and the query reward come from what the data knows: supporting paragraphs (HotpotQA,
     2Wiki, MuSiQue; the live query reward is 1 when a search retrieves a not-yet-credited
     supporting paragraph from the local corpus), gold queries (MuSiQue decompositions and 2Wiki
@@ -105,7 +108,9 @@ class MultihopQAEnv(SearchEnv):
       ``max_turns``, ``on_format_error``, ``max_action_length``: as MATSearch-v0.
 
     ## Version History
-    - v0: initial release.
+    - v0: initial release. Revised before the first published release (arft 0.1.0), so the
+      ids were not bumped: ``reward_mode="live"`` uses the live search weights of
+      MATSearch-v0 instead of the paper's (``reward_mode="paper"`` keeps the authors').
     """
 
     def __init__(

@@ -37,6 +37,8 @@ from arft_envs.rewards import (
     code_reward,
     f1_set,
     format_reward,
+    live_answer_components,
+    live_search_components,
     problem_reward,
     retrieval_credit,
     search_query_reward,
@@ -280,14 +282,17 @@ class SearchTool(Tool):
     def reward(self, call, outcome, action, env) -> dict[str, float]:
         index = self._searches
         self._searches += 1
+        planned = env.planned_searches(env.task)
         components = {"format": 0.0, "query": 0.0}
-        if index < env.planned_searches(env.task):
+        if index < planned:
             components["format"] = format_reward(
                 action, "search", task="search", tags=env.action_tags
             )
             components["query"] = self._query_reward(
                 call.argument, outcome.detail or [], index, env
             )
+        if env.reward_mode == "live":
+            return live_search_components(components["format"], components["query"], index, planned)
         return components
 
     def _query_reward(self, query: str, results: list, index: int, env: AgenticEnv) -> float:
@@ -361,10 +366,10 @@ class AnswerTool(Tool):
             accuracy = max((f1_set(call.text, g) for g in env.task.answers), default=0.0)
         else:
             accuracy = outcome.detail["f1"]
-        return {
-            "format": format_reward(action, "answer", task=self.family, tags=env.action_tags),
-            "answer": accuracy,
-        }
+        fmt = format_reward(action, "answer", task=self.family, tags=env.action_tags)
+        if self.family == "search" and env.reward_mode == "live":
+            return live_answer_components(fmt, accuracy)
+        return {"format": fmt, "answer": accuracy}
 
 
 def coding_tools() -> list[Tool]:

@@ -44,7 +44,8 @@ def test_expert_solves_200_synthetic_tasks_at_the_maximum_return():
         total, infos = run_expert(env, seed=seed)
         task = env.unwrapped.task
         hops = task.meta["hops"]
-        assert total == 2 * (hops + 1), (task.id, [i["reward_components"] for i in infos])
+        # live weights: the searches together are worth 1, the answer 1 + 2 (rewards.py)
+        assert total == pytest.approx(4.0), (task.id, [i["reward_components"] for i in infos])
         assert infos[-1]["f1"] == 1.0 and infos[-1]["em"] == 1.0
         assert infos[-1]["tool_failures"] == 0 and infos[-1]["format_errors"] == 0
         assert len(infos) == hops + 1
@@ -67,14 +68,15 @@ def _hard_task_env(**kwargs):
 
 def test_live_query_reward_is_retrieval_of_a_new_gold_document():
     env, task = _hard_task_env()
-    first = task.meta["gold_queries"][0]
+    first, n = task.meta["gold_queries"][0], task.meta["hops"]
     _, reward, _, _, info = env.step(search(first))
-    assert info["reward_components"] == {"format": 1.0, "query": 1.0} and reward == 2.0
+    assert info["reward_components"] == {"format": 0.25 / n, "query": 0.75 / n}
+    assert reward == pytest.approx(1 / n)
     _, _, _, _, info = env.step(search(first))  # the same document again: nothing new
-    assert info["reward_components"] == {"format": 1.0, "query": 0.0}
+    assert info["reward_components"] == {"format": 0.25 / n, "query": 0.0}
     _, _, _, _, info = env.step(search("banana bread recipe"))
-    if task.meta["hops"] == 2:  # the plan's searches are used up: no reward at all
-        assert info["reward_components"] == {"format": 0.0, "query": 0.0}
+    if n == 2:  # the plan's searches are used up: a small cost
+        assert info["reward_components"] == {"format": 0.0, "query": 0.0, "extra": -0.1}
     else:
         assert info["reward_components"]["query"] == 0.0
 
@@ -84,7 +86,7 @@ def test_searching_beyond_the_plan_never_pays():
     env.reset(seed=0)
     query = env.unwrapped.task.meta["gold_queries"][0]
     rewards = [env.step(search(query))[1] for _ in range(4)]
-    assert rewards == [2.0, 0.0, 0.0, 0.0]
+    assert rewards == [1.0, -0.1, -0.1, -0.1]
     _, _, terminated, truncated, info = env.step(search(query))
     assert truncated and not terminated and info["answer"] is None and info["f1"] == 0.0
 
@@ -105,7 +107,7 @@ def test_answer_reward_format_and_f1_and_gold_only_at_the_end():
     text = json.dumps(obs["messages"], default=str)
     assert gold not in text
     _, reward, terminated, _, info = env.step(f"<answer> {gold} </answer>")  # no <think>
-    assert terminated and info["reward_components"] == {"format": 0.0, "answer": 1.0}
+    assert terminated and info["reward_components"] == {"format": 0.0, "answer": 2.0}
     assert (info["answer"], info["golds"], info["f1"], info["em"]) == (gold, [gold], 1.0, 1.0)
 
 
@@ -174,7 +176,7 @@ def test_official_format_files_and_a_corpus_backend(tmp_path):
     env = gym.make("MATSearch-v0", data=str(path), backend=f"bm25:{tmp_path / 'corpus.jsonl'}")
     for task_id in ("1", "10"):
         total, infos = run_expert(env, options={"task_id": task_id})
-        assert total == 2 * len(env.unwrapped.task.meta["gold_queries"]) + 2
+        assert total == pytest.approx(4.0)
         assert infos[-1]["em"] == 1.0
     assert env.unwrapped.task.split == "hard"
     simple = gym.make("MATSearch-v0", data=str(path), split="simple", backend=BM25Search(["x y z"]))
@@ -203,7 +205,8 @@ def test_vector_envs_run_in_subprocesses():
     obs, rewards, terminated, truncated, infos = envs.step(
         ["<think> a </think><search> anything at all </search>"] * 2
     )
-    assert list(rewards) == [1.0, 1.0]
+    # format only, at the live weight 0.25/N for the task's N planned searches (1 to 3)
+    assert all(any(r == pytest.approx(0.25 / n) for n in (1, 2, 3)) for r in rewards)
     envs.close()
 
 
@@ -218,3 +221,48 @@ def test_bad_arguments_are_rejected_with_the_fix():
         MATSearchEnv(backend="altavista")
     env = MATSearchEnv(tasks=SyntheticSearch(split="simple"))
     assert env.reset(seed=0)[1]["split"] == "simple"
+
+
+def _scripted_return(env, seed, extra: int, missing: int, right: bool, **kwargs) -> float:
+    """The return of a scripted episode: the gold queries with ``missing`` of them left out
+    and ``extra`` off-plan searches added, then the right (or a wrong) answer."""
+    env.reset(seed=seed)
+    task = env.unwrapped.task
+    queries = list(task.meta["gold_queries"])
+    queries = queries[: len(queries) - missing] + ["banana bread recipe"] * extra
+    total = sum(env.step(search(q))[1] for q in queries)
+    _, reward, terminated, _, _ = env.step(answer(task.answers[0] if right else "Nobody at all"))
+    assert terminated
+    return total + reward
+
+
+@pytest.mark.parametrize(
+    "better,worse",
+    [
+        ({"extra": 0, "missing": 0, "right": True}, {"extra": 1, "missing": 0, "right": True}),
+        ({"extra": 0, "missing": 0, "right": True}, {"extra": 0, "missing": 1, "right": True}),
+        ({"extra": 1, "missing": 0, "right": True}, {"extra": 0, "missing": 0, "right": False}),
+        ({"extra": 0, "missing": 1, "right": True}, {"extra": 0, "missing": 0, "right": False}),
+        ({"extra": 0, "missing": 2, "right": True}, {"extra": 0, "missing": 0, "right": False}),
+    ],
+    ids=["one-more", "one-less", "more>wrong", "less>wrong", "no-search>wrong"],
+)
+@pytest.mark.parametrize("split", ["simple", "hard"])
+def test_live_optimum_is_the_right_answer_with_the_planned_hops(better, worse, split):
+    env = gym.make("MATSearch-v0", split=split, max_turns=6)
+    for seed in range(3):
+        env.reset(seed=seed)
+        if better["missing"] > env.unwrapped.task.meta["hops"]:
+            continue
+        assert _scripted_return(env, seed, **better) > _scripted_return(env, seed, **worse)
+
+
+def test_paper_mode_keeps_the_authors_search_weights():
+    env = gym.make("MATSearch-v0", split="simple", reward_mode="paper")
+    env.reset(seed=0)
+    assert env.unwrapped.planned_searches(env.unwrapped.task) == 1
+    # the authors': a search and an answer each worth up to 2, searches beyond the plan 0
+    rewards = [env.step(search("banana bread recipe"))[1] for _ in range(2)]
+    assert rewards == [1.0, 0.0]  # format only: the query is far from the gold
+    _, reward, *_ = env.step(answer(env.unwrapped.task.answers[0]))
+    assert reward == 2.0
