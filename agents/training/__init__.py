@@ -23,7 +23,10 @@ real, and learns from their returns:
    checkpoint that ``resume=True`` continues from, neither repeating nor skipping a step.
 
 An optional supervised warm start (:mod:`agents.training.warm_start`) runs first when
-``sft_steps > 0``.
+``sft_steps > 0``. Options any algorithm can use, all off by default, hook into these steps
+(:mod:`agents.training.enhancements`): a curriculum over task difficulty, an adaptive or
+scheduled KL coefficient, NoisyRollout-style image augmentation, online group filtering, and
+the paper's ground-truth injection (:mod:`agents.training.paper`).
 
 Run layout (``output``)::
 
