@@ -16,6 +16,7 @@ this base class: a third-party env is any ``gym.Env`` with the observation and i
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -33,8 +34,9 @@ from arft_envs.actions import (
     body_parser,
     grammar_for,
 )
-from arft_envs.prompts import with_tools
+from arft_envs.prompts import for_tool_calls, with_tools
 from arft_envs.spaces import (
+    AssistantTurn,
     Conversation,
     Utf8Text,
     conversation_text,
@@ -44,6 +46,7 @@ from arft_envs.spaces import (
     text_part,
 )
 from arft_envs.tasks.base import Task, TaskSource
+from arft_envs.tool_calls import ACTION_FORMATS, parse_tool_call_turn
 from arft_envs.tools.base import Tool, ToolOutcome, check_tools
 from arft_envs.tools.deadline import DeadlineBusy, DeadlineExceeded, DeadlineRunner
 
@@ -69,6 +72,9 @@ class AgenticEnv(gym.Env[dict, str]):
     ``tool_timeout_s`` (a number for every tool, or ``{tool name: seconds or None}``;
     default: each tool's own ``deadline``). ``max_abandoned_calls``: how many calls that
     missed their deadline may still run, per tool, before further calls are refused.
+    ``action_format``: ``"tags"`` (default; the paper's tagged text, a ``Utf8Text`` action) or
+    ``"tool_calls"`` (native function calls, an ``AssistantTurn`` action; see
+    :mod:`arft_envs.tool_calls`, with the same rewards for the same behaviour).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -89,8 +95,18 @@ class AgenticEnv(gym.Env[dict, str]):
         extra_tools: Iterable[Tool] = (),
         tool_timeout_s: float | Mapping[str, float | None] | None = None,
         max_abandoned_calls: int = 4,
+        action_format: str = "tags",
         render_mode: str | None = None,
     ):
+        if action_format not in ACTION_FORMATS:
+            raise ValueError(
+                f"action_format must be one of {ACTION_FORMATS}, got {action_format!r}"
+            )
+        if action_format == "tool_calls" and mode == "stepwise":
+            raise ValueError(
+                "mode='stepwise' replays the paper's text rows, which are tag turns; use "
+                "action_format='tags' with it (or mode='agent' with tool calls)"
+            )
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
         if on_format_error not in FORMAT_ERROR_POLICIES:
@@ -110,7 +126,11 @@ class AgenticEnv(gym.Env[dict, str]):
         self.mode = mode
         self.render_mode = render_mode
         self.share_images = bool(share_images)
-        self.action_space = Utf8Text(max_action_length)
+        self.action_format = action_format
+        if action_format == "tool_calls":
+            self.action_space = AssistantTurn(max_action_length)
+        else:
+            self.action_space = Utf8Text(max_action_length)
         self.observation_space = Conversation(
             max_messages=3 + 2 * self.max_turns,
             max_images=8 + self.max_turns,
@@ -262,13 +282,22 @@ class AgenticEnv(gym.Env[dict, str]):
         if self._done:
             raise gym.error.ResetNeeded("the episode is over; call reset() before step()")
         self._turn += 1
-        text = action if isinstance(action, str) else repr(action)
+        limit = self.action_space.max_length
+        if self.action_format == "tool_calls":
+            turn = parse_tool_call_turn(action, self._tools, limit)
+            parsed, text = turn.action, turn.text
+            recorded = message("assistant", text_part(turn.content))
+            if turn.calls:
+                recorded["tool_calls"] = turn.calls
+            self._messages.append(recorded)
+        else:
+            text = action if isinstance(action, str) else repr(action)
+            self._messages.append(message("assistant", text_part(text[:limit])))
+            parsed = self._grammar.parse(action, limit)
         self._action = text
-        self._messages.append(message("assistant", text_part(text[: self.action_space.max_length])))
         terminated = False
         answer: Answer | None = None
         tool_status = None
-        parsed = self._grammar.parse(action, self.action_space.max_length)
         kind = _kind(parsed)
         if self.mode == "stepwise":
             components = self._stepwise_components(text, self.task.meta["gold_step"])
@@ -299,7 +328,7 @@ class AgenticEnv(gym.Env[dict, str]):
             if outcome.status == "timeout":
                 self._counts["tool_timeouts"] += 1
             components = dict(tool.reward(parsed, outcome, text, self))
-            self._append_tool(outcome.text, outcome.images)
+            self._append_tool(outcome.text, outcome.images, tool.name)
         truncated = not terminated and self._turn >= self.max_turns
         reward = float(sum(components.values()))
         self._return += reward
@@ -343,7 +372,11 @@ class AgenticEnv(gym.Env[dict, str]):
         return tuple(self._images)
 
     def system_prompt(self, base: str) -> str:
-        """``base`` with a section on each extra tool (``base`` itself when there is none)."""
+        """``base`` with a section on each extra tool (``base`` itself when there is none).
+        With ``action_format="tool_calls"``, ``base`` with its output-format section for
+        function calls; the tools themselves reach the model as :attr:`tool_schemas`."""
+        if self.action_format == "tool_calls":
+            return for_tool_calls(base)
         return with_tools(base, self._extra)
 
     def _score(self, prediction: str | None) -> tuple[float, float]:
@@ -366,7 +399,7 @@ class AgenticEnv(gym.Env[dict, str]):
         info.update(self._task_info(self.task, final=True))
         return info
 
-    def _append_tool(self, text: str, images: Iterable[Any]) -> None:
+    def _append_tool(self, text: str, images: Iterable[Any], name: str | None = None) -> None:
         """Append the tool message; its images are fitted to the observation space first
         (see :func:`~arft_envs.spaces.fit_image`), and the text says what was changed."""
         parts, notes = [], []
@@ -394,7 +427,10 @@ class AgenticEnv(gym.Env[dict, str]):
             keep = limit - 64  # room for the marker
             text = text[:keep] + f"\n…[cut {len(text) - keep} characters]"
         parts.append(text_part(text))
-        self._messages.append(message("tool", *parts))
+        reply = message("tool", *parts)
+        if name is not None and self.action_format == "tool_calls":
+            reply["name"] = name
+        self._messages.append(reply)
 
     def _observation(self) -> dict:
         """A fresh observation: users may keep or modify it without touching the env's state.
@@ -403,15 +439,22 @@ class AgenticEnv(gym.Env[dict, str]):
         same objects from turn to turn (no copy; what a trainer keeping its own history wants).
         Gymnasium's ``check_env`` requires fresh data, hence the copy by default.
         """
-        messages = tuple(
-            {"role": m["role"], "content": tuple(dict(p) for p in m["content"])}
-            for m in self._messages
-        )
+        messages = tuple(_copy_message(m) for m in self._messages)
         if self.share_images:
             images = tuple(self._images)
         else:
             images = tuple(image.copy() for image in self._images)
         return {"messages": messages, "images": images}
+
+
+def _copy_message(m: dict) -> dict:
+    """A copy of one message that shares nothing mutable with the env's own."""
+    out = {"role": m["role"], "content": tuple(dict(p) for p in m["content"])}
+    if "tool_calls" in m:
+        out["tool_calls"] = tuple(copy.deepcopy(c) for c in m["tool_calls"])
+    if "name" in m:
+        out["name"] = m["name"]
+    return out
 
 
 def _short(err: BaseException, limit: int = 200) -> str:

@@ -26,7 +26,14 @@ class ScriptedExpert:
     ``meta["gold_step"]``.
 
     Use as ``action = expert(obs, env)`` or ``action = expert.act(env)``.
+
+    In an env made with ``action_format="tool_calls"`` the gold turn is replayed as the
+    equivalent native call: an assistant message with ``tool_calls``, or with ``raw=True``
+    the Qwen/Hermes text (``<think>…</think>`` then a ``<tool_call>`` block).
     """
+
+    def __init__(self, raw: bool = False):
+        self.raw = bool(raw)
 
     def __call__(self, obs: Mapping[str, Any] | None, env: Any) -> str:
         """The next gold turn; ``obs`` is the env's latest observation (its ``messages``
@@ -37,7 +44,14 @@ class ScriptedExpert:
         """The next gold turn for ``env``'s current episode."""
         return self._next(env, None)
 
-    def _next(self, env: Any, obs: Mapping[str, Any] | None) -> str:
+    def _next(self, env: Any, obs: Mapping[str, Any] | None) -> str | dict:
+        base = getattr(env, "unwrapped", env)
+        turn = self._next_text(env, obs)
+        if getattr(base, "action_format", "tags") != "tool_calls":
+            return turn
+        return _as_tool_call(turn, base, self.raw)
+
+    def _next_text(self, env: Any, obs: Mapping[str, Any] | None) -> str:
         base = getattr(env, "unwrapped", env)
         task = getattr(base, "task", None)
         if task is None:
@@ -59,6 +73,26 @@ class ScriptedExpert:
                 f"{turn} assistant turns; the episode should have ended (call env.reset())"
             )
         return steps[turn]
+
+
+def _as_tool_call(turn: str, env: Any, raw: bool) -> str | dict:
+    """A gold tag turn as the native call it stands for (see :mod:`arft_envs.tool_calls`)."""
+    from arft_envs.actions import FormatError
+    from arft_envs.tool_calls import as_message
+
+    parsed = env._grammar.parse(turn)
+    if isinstance(parsed, FormatError):
+        raise ExpertError(
+            f"a gold turn does not fit the env's grammar ({parsed.message}): {turn!r}"
+        )
+    name = "answer" if not hasattr(parsed, "name") else parsed.name
+    tool = next(
+        (t for t in env.tools.values() if (t.terminal if name == "answer" else t.name == name)),
+        None,
+    )
+    if tool is None:
+        raise ExpertError(f"the env has no tool for the gold turn {turn!r}")
+    return as_message(parsed, tool, raw=raw)
 
 
 def _assistant_turns(env: Any, obs: Mapping[str, Any] | None) -> int:

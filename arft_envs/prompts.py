@@ -97,3 +97,34 @@ def with_tools(prompt: str, tools) -> str:
     if not sep:
         return f"{prompt}\n\n{section}"
     return f"{head}{section}\n\n{sep}{tail}"
+
+
+_FORMAT_HEADER = "# Output format (strict)"
+TOOL_CALLS_FORMAT = """\
+# Output format (function calls)
+Every turn is your reasoning, then exactly one call of one of the functions you are given \
+(a diagnosis is 'problem', a repair 'code', a query 'search'). Call 'answer' to give the \
+final answer; it ends the episode."""
+
+
+def for_tool_calls(prompt: str) -> str:
+    """``prompt`` for ``action_format="tool_calls"``: its tag-format section becomes
+    :data:`TOOL_CALLS_FORMAT` (keeping the section's plain-prose hints) and "in <tag> </tag>"
+    becomes "with the 'tag' function"; the tools reach the model as JSON schemas."""
+    import re
+
+    head, sep, rest = prompt.partition(_FORMAT_HEADER)
+    if not sep:
+        return f"{prompt}\n\n{TOOL_CALLS_FORMAT}"
+    section, chain, tail = rest.rpartition(_CHAIN_HEADER)
+    if not chain:
+        section, tail = rest, ""
+    hints = [
+        line
+        for line in section.splitlines()
+        if line.strip() and "<" not in line and "`" not in line and line.strip() != "..."
+    ]
+    body = "\n".join([TOOL_CALLS_FORMAT, *hints])
+    head = re.sub(r" in <think> </think>", "", head)
+    head = re.sub(r"in <(\w+)> </\1>", r"with the '\1' function", head)
+    return f"{head}{body}\n\n{chain}{tail}"

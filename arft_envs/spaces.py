@@ -67,6 +67,69 @@ class Utf8Text(Space[str]):
         )
 
 
+class AssistantTurn(Space):
+    """A ``tool_calls`` action (:mod:`arft_envs.tool_calls`): either text of at most
+    ``max_length`` characters (a Qwen/Hermes turn with ``<tool_call>`` blocks) or an assistant
+    message ``{"role": "assistant", "content": str, "tool_calls": [{"type": "function",
+    "function": {"name": str, "arguments": dict | str}}, ...]}``."""
+
+    def __init__(self, max_length: int = 16384, seed: int | None = None):
+        self.max_length = int(max_length)
+        self.text = Utf8Text(max_length)
+        super().__init__(dtype=None, seed=seed)
+
+    @property
+    def is_np_flattenable(self) -> bool:
+        return False
+
+    def seed(self, seed: int | None = None) -> int | list[int]:
+        seeds = super().seed(seed)
+        self.text.seed(int(self.np_random.integers(2**31)))
+        return seeds
+
+    def sample(self, mask: Any = None, probability: Any = None) -> dict | str:
+        """A random turn: a message with a random call, or raw text, half the time each."""
+        rng = self.np_random
+        name = str(rng.choice(["answer", "search", "code", "problem", "zoom"]))
+        arguments = {str(rng.choice(["answer", "query", "code", "x"])): self.text.sample()[:32]}
+        if rng.random() < 0.5:
+            call = {"type": "function", "function": {"name": name, "arguments": arguments}}
+            return {"role": "assistant", "content": self.text.sample()[:64], "tool_calls": [call]}
+        payload = _json({"name": name, "arguments": arguments})
+        return f"<think>{self.text.sample()[:32]}</think>\n<tool_call>{payload}</tool_call>"[
+            : self.max_length
+        ]
+
+    def contains(self, x: Any) -> bool:
+        if isinstance(x, str):
+            return len(x) <= self.max_length
+        if not isinstance(x, dict) or x.get("role") != "assistant":
+            return False
+        content = x.get("content", "")
+        calls = x.get("tool_calls", [])
+        if not (content is None or isinstance(content, str)) or not isinstance(calls, list):
+            return False
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                return False
+            if not isinstance(function.get("arguments", {}), (dict, str)):
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"AssistantTurn(max_length={self.max_length})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AssistantTurn) and other.max_length == self.max_length
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
 class Image(Space[np.ndarray]):
     """A ``uint8`` H×W×3 RGB array whose sides lie in ``[1, max_side]``."""
 
@@ -116,7 +179,10 @@ class Conversation(Space[dict]):
 
     A message is ``{"role": one of ROLES, "content": (part, ...)}`` and a part is
     ``{"type": "text", "text": str}`` or ``{"type": "image", "index": int}`` pointing into
-    ``images``.
+    ``images``. With ``action_format="tool_calls"`` an assistant message may also hold
+    ``"tool_calls"``: a tuple of ``{"type": "function", "function": {"name": str,
+    "arguments": dict}}`` (the transformers chat convention, so a chat template renders it),
+    and a tool message ``"name"``: the function that answered.
     """
 
     def __init__(
@@ -175,8 +241,18 @@ class Conversation(Space[dict]):
         )
 
 
+_EXTRA_KEYS = {"assistant": {"tool_calls"}, "tool": {"name"}}
+
+
 def _valid_message(m: Any, n_images: int, text: Utf8Text) -> bool:
-    if not isinstance(m, dict) or m.get("role") not in ROLES or set(m) != {"role", "content"}:
+    if not isinstance(m, dict) or m.get("role") not in ROLES:
+        return False
+    extra = set(m) - {"role", "content"}
+    if "content" not in m or not extra <= _EXTRA_KEYS.get(m["role"], set()):
+        return False
+    if "name" in m and not isinstance(m["name"], str):
+        return False
+    if "tool_calls" in m and not _valid_calls(m["tool_calls"]):
         return False
     content = m["content"]
     if not isinstance(content, tuple):
@@ -195,6 +271,20 @@ def _valid_message(m: Any, n_images: int, text: Utf8Text) -> bool:
             if not 0 <= index < n_images:
                 return False
         else:
+            return False
+    return True
+
+
+def _valid_calls(calls: Any) -> bool:
+    if not isinstance(calls, tuple):
+        return False
+    for call in calls:
+        if not isinstance(call, dict) or call.get("type") != "function":
+            return False
+        function = call.get("function")
+        if not isinstance(function, dict) or set(function) != {"name", "arguments"}:
+            return False
+        if not isinstance(function["name"], str) or not isinstance(function["arguments"], dict):
             return False
     return True
 
@@ -343,7 +433,7 @@ def _remove_slots(path: str, owner_pid: int) -> None:
 def _register_shared_memory() -> None:
     from gymnasium.vector.utils import shared_memory as gsm
 
-    for space_cls in (Utf8Text, Image, Conversation):
+    for space_cls in (Utf8Text, AssistantTurn, Image, Conversation):
         gsm.create_shared_memory.register(space_cls, lambda space, n=1, ctx=None: SharedSlots(n))
         gsm.read_from_shared_memory.register(
             space_cls, lambda space, shared_memory, n=1: SharedObservations(shared_memory)

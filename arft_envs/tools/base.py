@@ -37,6 +37,7 @@ own instance.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,6 +135,28 @@ class Tool:
         if not argument:
             return FormatError(f"The <{tag}> body is empty. Write its input inside the tags.")
         return argument
+
+    def call_body(self, arguments: Mapping[str, Any]) -> str | FormatError:
+        """The tag body a native call's ``arguments`` stand for (``action_format="tool_calls"``;
+        they already fit :attr:`parameters`). Default: the value of a schema's only property,
+        else the arguments' JSON text. :meth:`parse` then reads the body as in tag mode."""
+        props = list(dict(self.parameters).get("properties", {}))
+        if len(props) == 1:
+            value = arguments.get(props[0], "")
+            return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return json.dumps(dict(arguments), ensure_ascii=False, sort_keys=True)
+
+    def call_arguments(self, argument: str) -> dict[str, Any]:
+        """The native call's arguments for a parsed tag argument (the inverse of
+        :meth:`call_body`, used to replay tag turns as calls)."""
+        props = list(dict(self.parameters).get("properties", {}))
+        if len(props) == 1:
+            return {props[0]: argument}
+        try:
+            value = json.loads(argument)
+        except ValueError:
+            value = None
+        return value if isinstance(value, dict) else {"input": argument}
 
     def reset(self, env: AgenticEnv) -> None:
         """Start of an episode: clear per-episode state (default: none)."""

@@ -89,6 +89,7 @@ class ProblemTool(Tool):
             "problems": {
                 "type": "array",
                 "items": {"type": "string", "enum": list(PROBLEM_TYPES)},
+                "minItems": 1,
                 "description": "Every problem of the image ('none' when it has none).",
             }
         },
@@ -101,6 +102,12 @@ class ProblemTool(Tool):
 
     def parse(self, body: str, tag: str) -> str | FormatError:
         return parse_problem_body(body, tag)
+
+    def call_body(self, arguments) -> str:
+        return "{" + ", ".join(f"'{name}'" for name in arguments["problems"]) + "}"
+
+    def call_arguments(self, argument: str) -> dict[str, Any]:
+        return {"problems": list(parse_problem_set(argument))}
 
     def reset(self, env: AgenticEnv) -> None:
         self._rewarded = False
@@ -164,6 +171,13 @@ class CodeTool(Tool):
 
     def parse(self, body: str, tag: str) -> str | FormatError:
         return parse_code_body(body, tag)
+
+    def call_body(self, arguments) -> str:
+        code = arguments["code"]
+        return code if "```" in code else f"\n```python\n{code.strip(chr(10))}\n```\n"
+
+    def call_arguments(self, argument: str) -> dict[str, Any]:
+        return {"code": argument}
 
     def reset(self, env: AgenticEnv) -> None:
         self._format_rewarded = False

@@ -11,19 +11,21 @@ import arft_envs
 from arft_envs.experts import ScriptedExpert
 
 IDS = sorted(arft_envs.ENV_SPECS)
+FORMATS = ("tags", "tool_calls")
 
 
+@pytest.mark.parametrize("action_format", FORMATS)
 @pytest.mark.parametrize("env_id", IDS)
-def test_check_env(env_id):
-    env = gym.make(env_id)
+def test_check_env(env_id, action_format):
+    env = gym.make(env_id, action_format=action_format)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-Box spaces make the checker chatty
         check_env(env.unwrapped, skip_render_check=True)
     env.close()
 
 
-def _rollout(env_id, seed):
-    env = gym.make(env_id)
+def _rollout(env_id, seed, action_format="tags"):
+    env = gym.make(env_id, action_format=action_format)
     expert = ScriptedExpert()
     obs, info = env.reset(seed=seed)
     trace = [(info["task_id"], obs)]
@@ -46,11 +48,12 @@ def _equal(a, b):
     return a == b
 
 
+@pytest.mark.parametrize("action_format", FORMATS)
 @pytest.mark.parametrize("env_id", IDS)
-def test_seeded_determinism(env_id):
-    first, second = _rollout(env_id, 7), _rollout(env_id, 7)
+def test_seeded_determinism(env_id, action_format):
+    first, second = _rollout(env_id, 7, action_format), _rollout(env_id, 7, action_format)
     assert _equal(first, second)
-    other = _rollout(env_id, 8)
+    other = _rollout(env_id, 8, action_format)
     assert first[0][0] != other[0][0], "different seeds should draw different tasks"
 
 
