@@ -37,6 +37,14 @@ class MATCodingEnv(AgenticEnv):
     followed by exactly one of ``<problem>{'…', …}</problem>``, ``<code>…</code>`` (a fenced
     ```` ```python ```` block inside is allowed) or ``<answer>…</answer>``.
 
+    With ``action_format="tool_calls"``: ``AssistantTurn(max_action_length)``, one native
+    function call a turn, as an assistant message ``{"role": "assistant", "content":
+    reasoning, "tool_calls": [{"type": "function", "function": {"name", "arguments"}}]}`` or
+    as Qwen/Hermes text (``<think>…</think><tool_call>{…}</tool_call>``). The functions are
+    ``env.unwrapped.tool_schemas``: ``problem`` (``{"problems": [names]}``), ``code``
+    (``{"code": str}``) and ``answer`` (``{"answer": str}``, which ends the episode). See
+    :mod:`arft_envs.tool_calls`.
+
     ## Observation Space
     ``Conversation``: ``{"messages": (message, …), "images": (uint8 H×W×3, …)}`` — the system
     prompt, the user's image and question, then each assistant turn and the tool's reply
@@ -54,6 +62,19 @@ class MATCodingEnv(AgenticEnv):
     the gold trajectory does not contain (code for an undegraded image) earns 0. The maximum
     return is therefore 6 (live) or 5.9 (paper) with a code step, and 4 without.
     A format error earns 0 and the tool replies with what was wrong.
+
+    The two action formats earn the same rewards for the same behaviour:
+
+    ===============  ==================================  ===================================
+    term             ``action_format="tags"``            ``"tool_calls"``
+    ===============  ==================================  ===================================
+    ``format``       the paper's pattern on the turn     the same pattern on the tag turn the
+                                                         call stands for (the reasoning as
+                                                         ``<think>``); 0 for a malformed call
+    ``problem``      the set in ``<problem>``            the ``problems`` argument
+    ``code``         the code in ``<code>`` ran          the ``code`` argument ran
+    ``answer``       F1 of ``<answer>``                  F1 of the ``answer`` argument
+    ===============  ==================================  ===================================
 
     ## Starting State
     A task drawn with ``np_random`` (or ``reset(options={"task_id": …})``).
@@ -91,7 +112,8 @@ class MATCodingEnv(AgenticEnv):
     ``format_errors``, ``tool_failures``, ``tool_timeouts``.
 
     ## Version History
-    - v0: initial release.
+    - v0: initial release; ``action_format="tool_calls"`` added (the default, ``"tags"``,
+      is unchanged). ``degradations`` moved from the ``reset()`` info to the final info.
     """
 
     chinese_metric = True
@@ -206,7 +228,8 @@ def make_easy_env(
     turn really runs in the sandbox.
 
     ## Action Space
-    As ``MATCoding-v0``: UTF-8 text, one ``<problem>``, ``<code>`` or ``<answer>`` action a turn.
+    As ``MATCoding-v0``: UTF-8 text, one ``<problem>``, ``<code>`` or ``<answer>`` action a turn,
+    or with ``action_format="tool_calls"`` one native call of those functions.
 
     ## Observation Space
     As ``MATCoding-v0``: the whole conversation so far and its images.

@@ -35,7 +35,14 @@ class MATSearchEnv(SearchEnv):
 
     ## Action Space
     ``Utf8Text(max_action_length)``: one assistant turn, an optional ``<think>…</think>``
-    followed by exactly one ``<search>query</search>`` or ``<answer>…</answer>``.
+    followed by exactly one ``<search>query</search>`` or ``<answer>…</answer>``. With
+    ``action_format="tool_calls"``: ``AssistantTurn``, one native call of ``search``
+    (``{"query": str}``) or ``answer`` (``{"answer": str}``), as an assistant message with
+    ``tool_calls`` or Qwen/Hermes ``<tool_call>`` text (:mod:`arft_envs.tool_calls`); the
+    schemas are ``env.unwrapped.tool_schemas``. Both formats earn the same rewards for the
+    same behaviour: a call is scored as the tag turn it stands for, its reasoning as the
+    ``<think>``, and a malformed call (bad JSON, unknown name, arguments off the schema, two
+    calls) earns format 0 with a tool message saying what to fix.
 
     ## Observation Space
     ``Conversation``: ``{"messages": (message, …), "images": (uint8 H×W×3, …)}`` — the system

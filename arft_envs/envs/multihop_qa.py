@@ -73,7 +73,8 @@ class MultihopQAEnv(SearchEnv):
 
     ## Action Space
     ``Utf8Text(max_action_length)``: an optional ``<think>…</think>`` followed by exactly one
-    ``<search>query</search>`` or ``<answer>…</answer>``.
+    ``<search>query</search>`` or ``<answer>…</answer>``; with ``action_format="tool_calls"``
+    one native ``search`` or ``answer`` call, as MATSearch-v0.
 
     ## Observation Space
     ``Conversation`` with no images: the system prompt, the user's ``<query> question

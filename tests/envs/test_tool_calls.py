@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import arft_envs
+import arft_envs.tools.base
 from arft_envs.experts import ScriptedExpert
 from arft_envs.tool_calls import parse_tool_call_turn
 
@@ -190,3 +191,32 @@ def test_stepwise_needs_tags_and_unknown_formats_are_refused():
         gym.make("MATCoding-v0", mode="stepwise", action_format="tool_calls")
     with pytest.raises(ValueError, match="action_format must be one of"):
         gym.make("MATCoding-v0", action_format="xml")
+
+
+class _Echo(arft_envs.tools.base.Tool):
+    """A user's tool with the default schema (one string, ``input``)."""
+
+    name = "echo"
+    description = "Repeat the input."
+    timeout_s = None
+
+    def run(self, call, env):
+        from arft_envs.tools.base import ToolOutcome
+
+        return ToolOutcome(f"echo: {call.argument}", reward_components={"echo": 0.5})
+
+
+def test_a_users_tool_is_called_natively_with_its_schema():
+    env = gym.make("HotpotQA-v0", action_format="tool_calls", extra_tools=[_Echo()])
+    assert [s["function"]["name"] for s in env.unwrapped.tool_schemas] == [
+        "search",
+        "answer",
+        "echo",
+    ]
+    env.reset(seed=0)
+    obs, reward, _, _, info = env.step(_call("echo", {"input": " hello "}))
+    assert obs["messages"][-1]["name"] == "echo"
+    assert obs["messages"][-1]["content"][-1]["text"] == "echo: hello"
+    assert info["action_kind"] == "echo" and reward == 0.5
+    _, _, _, _, info = env.step(_call("echo", {"text": "hello"}))
+    assert "lacks the required argument 'input'" in info["format_error"]
