@@ -1,7 +1,8 @@
-"""Seconds per GRPO step of the tiny model on CPU, split by phase; and TRL's GRPOTrainer on the
-same single-turn workload, measured in the same run.
+"""Seconds per step of every arft algorithm (GRPO, PPO, RLOO, REINFORCE++, DAPO, GSPO,
+Dr. GRPO) on one single-turn workload of the tiny model on CPU, and TRL's GRPOTrainer on the
+same workload, measured in the same run; and GRPO's multi-turn step split by phase.
 
-Three measurements, each in its own process (so that each peak RSS is its own):
+The measurements, each in its own process (so that each peak RSS is its own):
 
 - ``arft-multi``: arft's step on ``EasyMATCoding-v0`` — multi-turn episodes whose OpenCV code
   really runs in the sandbox, in ``make demo``'s setting (two groups of 8 per step). The tiny
@@ -12,11 +13,14 @@ Three measurements, each in its own process (so that each peak RSS is its own):
   prompts per step), completion length (64 tokens), β = 0.04, lr 1e-6, temperature 1.0 and one
   update per batch, in arft's trainer and in ``trl.GRPOTrainer``. Single-turn text, since that
   is what both support. The ratio is TRL's seconds over arft's.
+- ``arft-<algo>``: the same single-turn workload with each other algorithm at its defaults
+  (PPO's includes its critic's forward, and forward and backward, and its own optimizer; DAPO
+  may roll out more groups when a group's rewards are all equal). The ratio is to GRPO's step.
 
 The first ``--warmup`` steps of each are not timed. One thread per process (the tiny model
 does not gain from more, and a shared machine makes extra threads contend).
 
-    python benchmarks/grpo_step.py [--steps 6] [--warmup 2]
+    python benchmarks/grpo_step.py [--steps 6] [--warmup 2] [--parts arft-single arft-ppo ...]
 
 Writes ``benchmarks/results/grpo_step.json`` and prints a table.
 """
@@ -128,12 +132,12 @@ def part_arft_multi(steps: int, warmup: int, out: Path) -> dict:
     }
 
 
-def part_arft_single(steps: int, warmup: int, out: Path) -> dict:
-    from agents.algorithms.grpo import GRPOConfig
-    from agents.training import Trainer
+def part_arft_single(steps: int, warmup: int, out: Path, algo: str = "grpo") -> dict:
+    from agents.training import TrainConfig, Trainer
 
     _register_prompt_env()
-    config = GRPOConfig(
+    values = dict(
+        algo=algo,
         env="BenchPrompt-v0",
         output=str(out),
         steps=warmup + steps,
@@ -141,14 +145,15 @@ def part_arft_single(steps: int, warmup: int, out: Path) -> dict:
         groups_per_step=PROMPTS_PER_STEP,
         max_new_tokens=COMPLETION_TOKENS,
         max_turns=1,
-        beta=0.04,
         learning_rate=1e-6,
         save_every=0,
         sample_every=0,
         report_to=("none",),
         progress_bar=False,
     )
-    Trainer(config).train()
+    if algo == "grpo":
+        values["beta"] = 0.04  # TRL's side has the same KL term
+    Trainer(TrainConfig.from_dict(values)).train()
     rows = _rows(out)[warmup:]
     keys = ("generation", "reference", "forward_backward", "step")
     return {
@@ -233,10 +238,12 @@ def part_trl_single(steps: int, warmup: int, out: Path) -> dict:
     }
 
 
+ALGOS = ("ppo", "rloo", "reinforce_pp", "dapo", "gspo", "dr_grpo")
 PARTS = {
     "arft-multi": part_arft_multi,
     "arft-single": part_arft_single,
     "trl-single": part_trl_single,
+    **{f"arft-{a}": (lambda s, w, o, a=a: part_arft_single(s, w, o, algo=a)) for a in ALGOS},
 }
 
 
@@ -279,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(RESULTS / "grpo_step.json"))
+    parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS),
+                        help="measure only these parts (default: all)")  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.part:  # child process
@@ -291,11 +300,20 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(data))
         return 0
 
-    results = {name: run_part(name, args.steps, args.warmup) for name in PARTS}
+    skipped = {"skipped": "not in --parts"}
+    results = {
+        name: run_part(name, args.steps, args.warmup) if name in args.parts else skipped
+        for name in PARTS
+    }
     arft, trl_ = results["arft-single"], results["trl-single"]
     ratio = None
     if "seconds_per_step" in arft and "seconds_per_step" in trl_:
         ratio = trl_["seconds_per_step"] / arft["seconds_per_step"]
+    over_grpo = {
+        a: results[f"arft-{a}"]["seconds_per_step"] / arft["seconds_per_step"]
+        for a in ALGOS
+        if "seconds_per_step" in results[f"arft-{a}"] and "seconds_per_step" in arft
+    }
     summary = {
         "benchmark": "grpo_step",
         "machine": {
@@ -313,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
         "trl_over_arft": ratio,
+        "algorithm_over_grpo": over_grpo,
     }
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -325,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
 def _print_table(summary: dict) -> None:
     r = summary["results"]
     multi = r["arft-multi"]
-    print("GRPO step, tiny model, CPU, 1 thread")
-    print(f"\n{'arft, multi-turn EasyMATCoding-v0':<44}{'s/step':>9}{'share':>8}")
-    if "split" in multi:
+    print("Algorithm steps, tiny model, CPU, 1 thread")
+    print(f"\n{'arft GRPO, multi-turn EasyMATCoding-v0':<44}{'s/step':>9}{'share':>8}")
+    if "skipped" in multi:
+        print(f"  skipped: {multi['skipped']}")
+    elif "split" in multi:
         total = multi["seconds_per_step"]
         for key in ("generation", "tools", "reference", "forward_backward", "other"):
             value = multi["split"][key]
@@ -360,6 +381,16 @@ def _print_table(summary: dict) -> None:
         print(f"\nTRL seconds per step / arft seconds per step = {ratio:.2f}")
     else:
         print("\nno ratio: one side did not run (see above)")
+    print(f"\n{'every algorithm, same workload':<30}{'s/step':>9}{'x GRPO':>8}{'RSS MB':>9}")
+    grpo = r["arft-single"].get("seconds_per_step")
+    for name in ("arft-single", *(f"arft-{a}" for a in ALGOS)):
+        row = r[name]
+        label = "grpo" if name == "arft-single" else name.removeprefix("arft-")
+        if "seconds_per_step" in row and grpo:
+            sec = row["seconds_per_step"]
+            print(f"  {label:<28}{sec:>9.3f}{sec / grpo:>8.2f}{row['peak_rss_mb']:>9.0f}")
+        else:
+            print(f"  {label:<28} skipped: {row.get('skipped') or row.get('error')}")
 
 
 if __name__ == "__main__":
