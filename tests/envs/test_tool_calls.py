@@ -220,3 +220,20 @@ def test_a_users_tool_is_called_natively_with_its_schema():
     assert info["action_kind"] == "echo" and reward == 0.5
     _, _, _, _, info = env.step(_call("echo", {"text": "hello"}))
     assert "lacks the required argument 'input'" in info["format_error"]
+
+
+def test_async_vector_envs_take_both_action_forms():
+    envs = gym.make_vec(
+        "MATSearch-v0", num_envs=2, vectorization_mode="async", action_format="tool_calls"
+    )
+    try:
+        envs.reset(seed=0)
+        hermes = '<think>b</think><tool_call>{"name": "search", "arguments": {"query": "x"}}'
+        obs, rewards, _, _, _ = envs.step(
+            [_call("search", {"query": "anything"}), hermes + "</tool_call>"]
+        )
+        assert all(r > 0 for r in rewards)  # both well-formed: the format share at least
+        assert obs[0]["messages"][-2]["tool_calls"][0]["function"]["name"] == "search"
+        assert obs[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"] == {"query": "x"}
+    finally:
+        envs.close()
