@@ -17,6 +17,7 @@ this base class: a third-party env is any ``gym.Env`` with the observation and i
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -357,6 +358,9 @@ class AgenticEnv(gym.Env[dict, str]):
             images = sum(1 for p in m["content"] if p["type"] == "image")
             suffix = f" [+{images} image(s)]" if images else ""
             lines.append(f"--- {m['role']}{suffix}\n{conversation_text([m])}")
+            for call in m.get("tool_calls", ()):
+                function = call["function"]
+                lines.append(f"[call] {function['name']}({json.dumps(function['arguments'])})")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ helpers
