@@ -58,13 +58,14 @@ def gold_kind(task: Task) -> str:
 
 def _needs_code(trajectory, task: Task | None) -> bool:
     """Whether the episode's task has a degradation to repair: from the ``degradations`` the
-    env reports in its reset info where it does, else from the task's record."""
-    reported = trajectory.info.get("reset", {}).get("degradations")
+    env reports in its final info (never at reset: it is the diagnosis's gold), else from the
+    task's record."""
+    reported = trajectory.info.get("degradations")
     if reported is not None:
         return list(reported) != ["none"]
     if task is None:
         raise ValueError(
-            f"task {trajectory.task_id!r}: the env reports no 'degradations' in its reset info; "
+            f"task {trajectory.task_id!r}: the env reports no 'degradations' in its final info; "
             "pass the task's record (task=tasks.get(task_id))"
         )
     return gold_kind(task) != "none"

@@ -94,9 +94,14 @@ def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_pol
         "code_ran": True,
         "success": True,
     }
-    # The env's own report of the degradation (reset info) is read first; the record is the
-    # fallback, and without either the measure says what it needs.
-    unreported = dataclasses.replace(good, info={**good.info, "reset": {}})
+    # The env's own report of the degradation (final info; never at reset, where it would leak
+    # the diagnosis) is read first; the record is the fallback, and without either the measure
+    # says what it needs.
+    assert "degradations" not in good.info["reset"]
+    assert good.info["degradations"] == ["dark"]
+    unreported = dataclasses.replace(
+        good, info={k: v for k, v in good.info.items() if k != "degradations"}
+    )
     assert episode_success(unreported, task)["success"] is True
     with pytest.raises(ValueError, match="pass the task's record"):
         episode_success(unreported)
@@ -104,7 +109,7 @@ def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_pol
     flags = episode_success(bad, env.unwrapped.tasks.get(bad.task_id))
     assert flags == {"diagnosis": False, "well_formed": False, "code_ran": False, "success": False}
     for kinds, ran in ((["none"], True), (["dark"], False)):  # no repair needed / not run
-        info = {**bad.info, "reset": {"degradations": kinds}}
+        info = {**bad.info, "degradations": kinds}
         assert episode_success(dataclasses.replace(bad, info=info))["code_ran"] is ran
     env.close()
 
