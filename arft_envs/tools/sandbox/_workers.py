@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _bwrap, _protocol
+from . import _bwrap, _cleanup, _protocol
 from .errors import SandboxError
 from .limits import SandboxLimits, format_bytes
 from .result import STATUSES, ExecResult, truncation_marker
@@ -310,8 +309,10 @@ class Worker:
             self.proc.stderr.close()
 
     def _remove_tmpdir(self) -> None:
+        """Remove a process-level worker's temp dir, whatever its calls left in it."""
         if self._tmpdir and os.getpid() == self._owner_pid:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            if not _cleanup.remove_tree(self._tmpdir):
+                logger.warning("could not remove the sandbox temp dir %s", self._tmpdir)
             self._tmpdir = None
 
     def _stderr_tail(self) -> str:
@@ -333,8 +334,9 @@ class Worker:
             self.kill()
             raise NotStarted(f"{type(e).__name__}: {e}") from None
         if ev.get("ev") == "fatal":
+            _log_trace(ev)
             self.kill()
-            raise NotStarted(str(ev.get("message", ""))[-500:])
+            raise NotStarted(str(ev.get("message", ""))[:300])
         if ev.get("ev") == "rejected" and ev.get("id") == header["id"]:
             msg = str(ev.get("message", ""))[:500]
             return ExecResult(status="error", stderr=msg, reason=msg)
@@ -346,8 +348,9 @@ class Worker:
         watchdog = time.monotonic() + wall + max(2.0, wall) + 3.0 + _SLACK_S
         try:
             done = _protocol.recv_frame(self._resp_r, watchdog)
+            _log_trace(done)
             if done.get("ev") == "fatal":
-                raise EOFError(str(done.get("message", ""))[-500:])
+                raise _protocol.ProtocolError(str(done.get("message", ""))[:300])
             if done.get("ev") != "done" or done.get("id") != header["id"]:
                 raise _protocol.ProtocolError(f"unexpected frame {done.get('ev')!r}")
             result = self._read_done(done, watchdog + _SLACK_S, wall)
@@ -364,7 +367,15 @@ class Worker:
             )
         except _protocol.ProtocolError as e:
             self._kill_call(child_pid)
-            return _failure("bad_result", f"malformed answer from the sandbox worker ({e})")
+            return _failure(
+                "bad_result", f"the sandbox worker failed ({str(e)[:300]}); it was replaced"
+            )
+        except Exception as e:  # noqa: BLE001 - a host-side bug must not end the episode
+            logger.exception("sandbox call failed on the host side")
+            self._kill_call(child_pid)
+            return _failure(
+                "bad_result", f"the sandbox failed ({type(e).__name__}); the worker was replaced"
+            )
         if not done.get("healthy", False):
             self.kill()  # it said it cannot guarantee a clean state; replace it
         return result
@@ -454,6 +465,13 @@ class Worker:
             images=images,
             reason=reason,
         )
+
+
+def _log_trace(frame: dict) -> None:
+    """Log a worker's own traceback (for whoever runs arft; the model never reads it)."""
+    trace = frame.get("trace")
+    if isinstance(trace, str) and trace:
+        logger.warning("sandbox worker failure:\n%s", trace[-4000:])
 
 
 def _text(data: bytes, dropped: int) -> str:

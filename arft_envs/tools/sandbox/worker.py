@@ -17,12 +17,18 @@ pipe. Then, for every request:
 4. kills the whole process group, sweeps and reaps every remaining process,
 5. validates the decoded images; those the child did not deliver (it crashed, timed out, or
    sent garbage) are decoded by a fresh confined child,
-6. deletes everything the call wrote, answers with one frame plus raw payloads, and only then
-   forks the spare for the next call (so the sweep never meets it).
+6. deletes everything the call wrote and puts back the mode bits and extended attributes of
+   the work area (``_cleanup``: iterative, fd-relative, bounded in time; never raises),
+   answers with one frame plus raw payloads, and only then forks the spare for the next call
+   (so the sweep never meets it). A failure after the call started still answers it, as
+   ``bad_result`` with one short line and the call's own output; never with a traceback.
 
 Every call still runs in a new process forked from a server that never ran untrusted code;
-the spare only moves the fork out of the time the caller waits. The server's large I/O
-buffers are left out of every fork (``_unshared``). The fork-server itself is not dumpable
+the spare only moves the fork out of the time the caller waits. The bytes of a call (its
+code, inputs, stdout, stderr, returned pixels, the tag it may write) are held only in buffers
+left out of every fork (``_unshared``), never in the server's heap, so the next call's
+process cannot find them in memory it inherits. Names the code chooses (of files and image
+files) and the texts of image errors still pass through ordinary Python objects. The fork-server itself is not dumpable
 (children cannot read its memory) and is a child subreaper (orphans come back to it to be
 reaped).
 """
@@ -39,7 +45,6 @@ import mmap
 import os
 import resource
 import select
-import shutil
 import signal
 import sys
 import time
@@ -49,6 +54,7 @@ from typing import NoReturn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _cleanup  # noqa: E402
 import _imageio  # noqa: E402
 import _landlock  # noqa: E402
 import _launcher  # noqa: E402
@@ -60,6 +66,9 @@ _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters
 _EXIT_SETUP_FAILED = 121  # the child could not be confined; it never ran the code
+_WIPE_BUDGET_S = 10.0  # a work area not clean by then is given up with its worker
+_MAX_LISTED = 100_000  # work-dir entries looked at for images; the code may make millions
+_TAGS = ("memory", "fsize", "disk", "nofile", "nproc")  # what a dying call may report
 _HAND_OVER_S = 2.0  # a live spare reads its request at once; one that does not is replaced
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
@@ -127,71 +136,6 @@ def _expose_import_paths() -> list[int]:
     return [int(v.rsplit("/", 1)[1]) for v in rewrite.values()]
 
 
-def _snapshot(root: str) -> set[str]:
-    """Relative paths of everything under ``root``, without crossing into other mounts."""
-    out: set[str] = set()
-    dev = os.lstat(root).st_dev
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            entries = list(os.scandir(os.path.join(root, rel)))
-        except OSError:
-            continue  # unreadable (chmod 000): _force_rmtree still removes it
-        for e in entries:
-            sub = os.path.join(rel, e.name)
-            out.add(sub)
-            try:
-                if e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_dev == dev:
-                    stack.append(sub)
-            except OSError:
-                pass
-    return out
-
-
-def _force_rmtree(path: str) -> bool:
-    """Delete ``path`` even if the code chmod-ed parts of it; True when it is gone."""
-
-    def onerror(func, p, exc_info):  # noqa: ANN001 - shutil's callback signature
-        for target in (os.path.dirname(p), p):
-            try:
-                os.chmod(target, 0o700, follow_symlinks=False)
-            except (OSError, NotImplementedError):
-                pass
-        try:
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                os.unlink(p)
-        except OSError:
-            pass
-
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=onerror)
-    return not os.path.lexists(path)
-
-
-class _Capped:
-    """Keeps the first ``cap`` bytes of a stream and counts the rest."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.data = bytearray()
-        self.dropped = 0
-
-    def feed(self, b: bytes) -> None:
-        room = self.cap - len(self.data)
-        if room > 0:
-            self.data += b[:room]
-        self.dropped += max(0, len(b) - max(room, 0))
-
-    def read_from(self, fd: int) -> int:
-        """Read once from non-blocking ``fd``; return the byte count (0 at EOF)."""
-        b = os.read(fd, 1 << 16)
-        self.feed(b)
-        return len(b)
-
-
 def _unshared(n: int):  # noqa: ANN202 - a numpy array; numpy is imported lazily here
     """``n`` zeroed bytes (a uint8 array) that ``fork()`` leaves out of every child.
 
@@ -209,7 +153,15 @@ def _unshared(n: int):  # noqa: ANN202 - a numpy array; numpy is imported lazily
 
 
 class _Sink:
-    """Like _Capped, but reads straight into a buffer kept across calls (no fresh pages)."""
+    """Keeps the first ``cap`` bytes of a stream and counts the rest.
+
+    Reads straight into a buffer kept across calls (no fresh pages) and left out of every
+    fork (``_unshared``): what a call printed never lands in the server's heap, which the
+    next call's process inherits. Bytes beyond the cap go to a scratch buffer, for the same
+    reason.
+    """
+
+    _overflow = None
 
     def __init__(self) -> None:
         self.buf = _unshared(0)
@@ -222,7 +174,9 @@ class _Sink:
 
     def read_from(self, fd: int) -> int:
         if self.n >= self.cap:
-            k = len(os.read(fd, 1 << 16))
+            if _Sink._overflow is None:
+                _Sink._overflow = _unshared(1 << 16)
+            k = os.readv(fd, [_Sink._overflow])
             self.dropped += k
             return k
         if len(self.buf) - self.n < 1 << 16:
@@ -281,10 +235,13 @@ class _Spare:
         self.reaped = not os.WIFSTOPPED(status)  # a stopped one is discarded unreaped
         return False
 
-    def hand_over(self, request: bytes) -> None:
-        """Send the request; raises OSError or TimeoutError if the child does not take it."""
+    def hand_over(self, request: bytes, code: memoryview) -> None:
+        """Send the request, then the code; raises OSError or TimeoutError if the child does
+        not take them."""
         _protocol.send_all(
-            self.ctl, [len(request).to_bytes(8, "little"), request], time.monotonic() + _HAND_OVER_S
+            self.ctl,
+            [len(request).to_bytes(8, "little"), request, code],
+            time.monotonic() + _HAND_OVER_S,
         )
         os.close(self.ctl)
         self.ctl = -1
@@ -305,9 +262,11 @@ class _Spare:
 
 
 def _receive_request(fd: int) -> tuple:
-    """Child side: the request the server handed over (EOFError if it closed the pipe)."""
+    """Child side: the request the server handed over (EOFError if it closed the pipe):
+    ``(code, lim, job, written, deadline, nproc_base)``."""
     n = int.from_bytes(_protocol.read_exact(fd, 8), "little")
-    return marshal.loads(_protocol.read_exact(fd, n))
+    code_len, *rest = marshal.loads(_protocol.read_exact(fd, n))
+    return (_protocol.read_exact(fd, code_len), *rest)
 
 
 class Server:
@@ -328,7 +287,11 @@ class Server:
         self._inbuf = _unshared(0)
         self._scratch: dict = {}
         self._image_sink = _Sink()
+        self._out, self._err = _Sink(), _Sink()
+        self._tagbuf = _unshared(64)
+        self._codebuf = _unshared(0)
         self.spare: _Spare | None = None
+        self._answering: int | None = None  # the id of the call whose "done" is owed
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -364,9 +327,10 @@ class Server:
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
         self.nproc_base = _count_tasks(os.getuid())
         # What the writable work area holds before any call (for bwrap: mount points of
-        # binds that live under /tmp). After every call everything else is deleted, so nothing
-        # a call writes, inside or outside its own work dir, is seen by the next call.
-        self.baseline = _snapshot(self.workdir)
+        # binds that live under /tmp). After every call everything else is deleted and the
+        # mode bits and extended attributes of what stays are put back, so nothing a call
+        # writes, inside or outside its own work dir, is seen by the next call.
+        self.baseline = _cleanup.snapshot(self.workdir)
         # Every call gets a Landlock domain where the kernel has one (signal scope, no ptrace
         # of bwrap's pid 1 or of us); the process level, without mounts, also confines reads.
         self.landlock_abi = _landlock.abi_version()
@@ -411,23 +375,57 @@ class Server:
                 req = _protocol.read_frame(self.req_fd)
             except EOFError:
                 return
+            self._answering = None
             try:
                 self.handle(req)
-            except BrokenPipeError:
+            except (BrokenPipeError, SystemExit):
                 return
-            except BaseException:
-                msg = traceback.format_exc(limit=8)[-4000:]
-                _protocol.write_all(
-                    self.resp_fd, _protocol.pack_frame({"ev": "fatal", "message": msg})
-                )
+            except BaseException as e:
+                self._report_failure(e)
                 return
+
+    def _report_failure(self, e: BaseException) -> None:
+        """Tell the host, in one short line, that this server failed; then it exits.
+
+        Before the call started the host retries on another worker; after, the call ends as
+        ``bad_result`` with that line. The traceback travels apart, for the host's log only:
+        it is never what the model reads."""
+        what = f"{type(e).__name__}: {e}"[:300]
+        trace = traceback.format_exc(limit=8)[-4000:]
+        if self._answering is None:
+            frame = {"ev": "fatal", "message": what, "trace": trace}
+        else:
+            frame = {
+                "ev": "done",
+                "id": self._answering,
+                "status": "bad_result",
+                "exit_code": None,
+                "signal": None,
+                "limit": None,
+                "stdout_len": 0,
+                "stdout_dropped": 0,
+                "stderr_len": 0,
+                "stderr_dropped": 0,
+                "images": [],
+                "image_errors": [f"the sandbox failed after running the code ({what})"],
+                "healthy": False,
+                "trace": trace,
+            }
+        try:
+            _protocol.write_all(self.resp_fd, _protocol.pack_frame(frame))
+        except BaseException:
+            pass
 
     # --- one call ---------------------------------------------------------------------------
 
     def handle(self, req: dict) -> None:
         import numpy as np
 
-        code = _protocol.read_exact(self.req_fd, req["code_len"])
+        # The code goes into a buffer left out of every fork, never into our heap.
+        if len(self._codebuf) < req["code_len"]:
+            self._codebuf = _unshared(req["code_len"])
+        code = memoryview(self._codebuf)[: req["code_len"]]
+        _protocol.read_into(self.req_fd, code)
         # File payloads land in a buffer kept across calls: fresh memory costs a page fault
         # per 4 KiB, which is most of the cost of moving an image.
         total = sum(f["len"] for f in req["files"])
@@ -472,8 +470,11 @@ class Server:
         _protocol.write_all(
             self.resp_fd, _protocol.pack_frame({"ev": "started", "id": req["id"], "pid": pid})
         )
+        self._answering = req["id"]  # from here on a failure still answers this call
 
-        out, err = _Capped(lim["stdout_bytes"]), _Capped(lim["stdout_bytes"])
+        out, err = self._out, self._err
+        out.reset(lim["stdout_bytes"])
+        err.reset(lim["stdout_bytes"])
         own_images = self._image_sink
         own_images.reset(lim["max_result_bytes"] + 4096 * (_protocol.MAX_IMAGES + 1))
         streams = {out_r: out, err_r: err, img_r: own_images}
@@ -485,13 +486,15 @@ class Server:
             _drain(fd, buf)
             os.close(fd)
         try:
-            tag = os.read(tag_r, 64).decode("ascii", "replace")
+            got = memoryview(self._tagbuf)[: os.readv(tag_r, [self._tagbuf])]
         except BlockingIOError:
-            tag = ""
+            got = memoryview(b"")
         os.close(tag_r)
         # "C" once confined, then the first line a dying process wrote (forked children
-        # share the pipe, so later lines are ignored).
-        confined, tag = tag.startswith("C"), tag[1:].split("\n", 1)[0]
+        # share the pipe, so later lines are ignored). Matched against the known tags in
+        # place: the code could write anything there, and none of it may enter our heap.
+        confined = got[:1] == b"C"
+        tag = next((t for t in _TAGS if got[1 : len(t) + 2] == f"{t}\n".encode()), "")
 
         status, exit_code, sig, limit = "error", None, None, None
         cpu_used = ru.ru_utime + ru.ru_stime
@@ -513,10 +516,14 @@ class Server:
                 healthy = False  # confinement failed: never trust this worker again
             elif exit_code == 0:
                 status = "ok"
-            elif tag in ("memory", "fsize", "disk", "nofile", "nproc"):
+            elif tag:
                 status, limit = "killed", tag
 
-        images, image_errors = self._collect_images(job, written, lim, wall, own_images)
+        try:
+            images, image_errors = self._collect_images(job, written, lim, wall, own_images)
+        except Exception as e:  # noqa: BLE001 - the call's own output still goes back
+            images, healthy = [], False
+            image_errors = [f"the images could not be collected ({type(e).__name__}: {e})"[:300]]
         if not self._wipe():
             healthy = False
         header = {
@@ -528,21 +535,27 @@ class Server:
             "limit": limit,
             "cpu_s": round(cpu_used, 4),
             "run_s": round(duration, 4),
-            "stdout_len": len(out.data),
+            "stdout_len": out.n,
             "stdout_dropped": out.dropped,
-            "stderr_len": len(err.data),
+            "stderr_len": err.n,
             "stderr_dropped": err.dropped,
             "images": [{"name": n, "shape": list(a.shape), "len": a.nbytes} for n, a in images],
             "image_errors": image_errors,
             "healthy": healthy,
         }
+        try:
+            frame = _protocol.pack_frame(header)
+        except _protocol.ProtocolError:  # cannot happen with bounded errors; never lose stdout
+            header["image_errors"] = ["the list of image problems was too long to return"]
+            frame = _protocol.pack_frame(header)
         _protocol.write_all(
             self.resp_fd,
-            _protocol.pack_frame(header),
-            out.data,
-            err.data,
+            frame,
+            out.view(),
+            err.view(),
             *(memoryview(a).cast("B") for _, a in images),
         )
+        self._answering = None
         if not healthy:
             raise SystemExit(0)  # the host sees EOF after this answer and replaces us
 
@@ -591,7 +604,7 @@ class Server:
         finally:
             os._exit(rc)
 
-    def _start_call(self, code: bytes, lim: dict, job: str, written: dict, wall: float):
+    def _start_call(self, code: memoryview, lim: dict, job: str, written: dict, wall: float):
         """Hand the request to the spare; returns it and the call's start time.
 
         A spare that died while waiting (or does not read) is replaced by a fresh fork, so
@@ -605,13 +618,13 @@ class Server:
                 child = self._fork_spare()
             started = time.monotonic()
             request = marshal.dumps(
-                (code, lim, job, written, started + wall, self._nproc_base(child.pid))
+                (len(code), lim, job, written, started + wall, self._nproc_base(child.pid))
             )
             try:
                 # Both sides set the group (the child again after reading), so the server's
                 # killpg() can never miss the call, however soon it comes.
                 os.setpgid(child.pid, child.pid)
-                child.hand_over(request)
+                child.hand_over(request, code)
                 return child, started
             except (OSError, TimeoutError):
                 child.discard()
@@ -627,16 +640,8 @@ class Server:
         return self.nproc_base
 
     def _wipe(self) -> bool:
-        """Delete everything under the work area that was not there at start; True if clean."""
-        for _ in range(3):
-            extra = sorted(set(_snapshot(self.workdir)) - self.baseline)
-            if not extra:
-                return True
-            for rel in extra:  # parents sort before their children
-                path = os.path.join(self.workdir, rel)
-                if os.path.lexists(path):
-                    _force_rmtree(path)
-        return not (set(_snapshot(self.workdir)) - self.baseline)
+        """Make the work area what it was at start again (see ``_cleanup``); True if clean."""
+        return _cleanup.wipe(self.workdir, self.baseline, _WIPE_BUDGET_S)
 
     def _prepare_child(self, outs: tuple[int, int], keep: list[int]) -> None:
         """Child side, before the request: what does not depend on it."""
@@ -820,16 +825,16 @@ class Server:
 
 def _image_candidates(job: str, written: dict) -> tuple[list[str], list[str]]:
     """Image files in ``job`` that the code created or changed (not untouched inputs)."""
-    names, errors = [], []
+    names, errors, unusable = [], [], []
     try:
         with os.scandir(job) as it:
             for i, e in enumerate(it):
-                if i >= 100_000 or not _protocol.is_image_name(e.name):
+                if i >= _MAX_LISTED or not _protocol.is_image_name(e.name):
                     continue
                 try:
                     _protocol.check_file_name(e.name)
                 except ValueError:
-                    errors.append(f"skipped an image file with an unusable name {e.name!r:.80}")
+                    unusable.append(e.name)
                     continue
                 if not e.is_file(follow_symlinks=False):
                     continue
@@ -839,6 +844,10 @@ def _image_candidates(job: str, written: dict) -> tuple[list[str], list[str]]:
                 names.append(e.name)
     except OSError as e:
         return [], [f"could not list the work dir: {e.strerror}"]
+    if unusable:  # one bounded line, however many there are
+        shown = ", ".join(f"{n!r:.60}" for n in sorted(unusable)[:3])
+        more = f" and {len(unusable) - 3} more" if len(unusable) > 3 else ""
+        errors.append(f"skipped image files with unusable names: {shown}{more}")
     names.sort()
     if len(names) > _protocol.MAX_IMAGES:
         errors.append(
@@ -964,7 +973,7 @@ def _close_all_but(keep: list[int]) -> None:
     os.closerange(lo, 1 << 20)
 
 
-def _drain(fd: int, buf: _Capped | _Sink) -> None:
+def _drain(fd: int, buf: _Sink) -> None:
     """Read what is left in a pipe without waiting for writers that might not exist."""
     for _ in range(1024):
         try:
