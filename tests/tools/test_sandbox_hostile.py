@@ -618,7 +618,13 @@ def test_malformed_output_files(run, bwrap_sb, code, name):
             [9, 9, 9],
         ),
         ("cv2.imwrite('w.png', np.full((4, 5, 3), 65535, np.uint16))", [255, 255, 255]),
-        ("from PIL import Image; Image.new('P', (5, 4)).save('p.bmp')", [0, 0, 0]),
+        # An explicit palette: Pillow 12.3 (which openenv-core's gradio pins) writes a 'P' image
+        # with no palette as a truncated BMP that neither PIL nor cv2 can read back.
+        (
+            "from PIL import Image; im = Image.new('P', (5, 4)); im.putpalette([0, 0, 0] * 256)\n"
+            "im.save('p.bmp')",
+            [0, 0, 0],
+        ),
     ],
     ids=["grey", "rgba", "16-bit", "palette"],
 )
