@@ -1,0 +1,157 @@
+"""TRL adapter: train arft envs with TRL's own ``GRPOTrainer``.
+
+Single-turn: :func:`stepwise_dataset` turns an env's ``mode="stepwise"`` rows into a
+``datasets.Dataset`` in TRL's conversational multimodal form (a ``prompt`` list of messages
+whose user content holds ``{"type": "image"}`` placeholders, an ``images`` column of PIL
+images, and the row's ``gold_step``). :func:`reward_functions` returns reward callables with
+TRL's signature ``f(prompts, completions, **columns) -> list[float]`` that score each
+completion with the env's own rewards against the row's gold step, without resetting an env
+per completion. In ``reward_mode="live"`` a ``<code>`` completion really runs in the env's
+sandbox on the row's image and earns the code reward only when it ran and wrote an image
+(``paper`` mode keeps the authors' constant 0.9).
+
+``trl`` and ``datasets`` are imported lazily, so ``import arft_envs`` stays light and
+torch-free. Install them with ``pip install arft[trl]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from arft_envs.rewards import (
+    CODING_KINDS,
+    code_reward,
+    coding_accuracy_reward,
+    coding_format_reward,
+    extract_span,
+    step_kind,
+)
+
+__all__ = ["completion_text", "reward_functions", "stepwise_dataset"]
+
+RewardFn = Callable[..., list[float]]
+
+
+def _trl_content(content: Any) -> list[dict[str, Any]]:
+    """arft message parts -> TRL parts (images as bare placeholders, in order)."""
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part.get("type") == "image":
+            parts.append({"type": "image"})
+        else:
+            parts.append({"type": "text", "text": part.get("text", "")})
+    return parts
+
+
+def stepwise_dataset(env_id: str = "MATCoding-v0", n: int = 8, seed: int = 0, **env_kwargs):
+    """A ``datasets.Dataset`` of ``n`` stepwise rows of ``env_id`` (seeds ``seed..seed+n-1``).
+
+    Columns: ``prompt`` (TRL conversational messages), ``images`` (PIL images, one per image
+    placeholder), ``gold_step`` (the reference turn the rewards score against) and
+    ``task_id``. Extra keyword arguments go to ``gym.make`` (``mode`` is always stepwise).
+    """
+    try:
+        from datasets import Dataset
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "stepwise_dataset needs `datasets` and Pillow; install them with pip install arft[trl]"
+        ) from exc
+    import arft_envs  # noqa: F401  (registers the ids)
+
+    env = gym.make(env_id, mode="stepwise", **env_kwargs)
+    rows: dict[str, list] = {"prompt": [], "images": [], "gold_step": [], "task_id": []}
+    try:
+        for i in range(n):
+            env.reset(seed=seed + i)
+            u = env.unwrapped
+            messages = [
+                {"role": m["role"], "content": _trl_content(m["content"])} for m in u._messages
+            ]
+            rows["prompt"].append(messages)
+            rows["images"].append([Image.fromarray(np.asarray(im)) for im in u.images])
+            rows["gold_step"].append(u.task.meta["gold_step"])
+            rows["task_id"].append(u.task.id)
+    finally:
+        env.close()
+    return Dataset.from_dict(rows)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of one TRL completion: a string, or a list of messages (their text joined)."""
+    if isinstance(completion, str):
+        return completion
+    texts = []
+    for msg in completion:
+        content = msg.get("content", "") if isinstance(msg, dict) else msg
+        if isinstance(content, str):
+            texts.append(content)
+        else:
+            texts.extend(p.get("text", "") for p in content if p.get("type") == "text")
+    return "".join(texts)
+
+
+def _code_of(text: str) -> str:
+    body = extract_span(text, "code")
+    if "```" in body:
+        body = body.split("```", 2)[1]
+        body = body.split("\n", 1)[1] if body.startswith("python") else body
+    return body
+
+
+def reward_functions(
+    reward_mode: str = "live", sandbox: Any = "auto", timeout_s: float = 10.0
+) -> list[RewardFn]:
+    """``[format_reward, accuracy_reward]`` for the coding envs' stepwise rows, TRL-shaped.
+
+    Each takes ``completions`` and the dataset's ``gold_step`` (and ``images``) columns as
+    keyword arguments and returns one float per completion. In ``live`` mode a code step's
+    accuracy is 1.0 only when the completion's code ran in the sandbox (``sandbox``: a level
+    name or a Sandbox) and wrote ``path_to_output_image.jpg``; otherwise the paper's rules.
+    Bad completions score 0; they never raise.
+    """
+    if reward_mode not in ("live", "paper"):
+        raise ValueError(f"reward_mode must be 'live' or 'paper', got {reward_mode!r}")
+    state: dict[str, Any] = {}
+
+    def _sandbox():
+        if "sb" not in state:
+            from arft_envs.tools.sandbox import get_default_sandbox
+
+            state["sb"] = get_default_sandbox(sandbox) if isinstance(sandbox, str) else sandbox
+        return state["sb"]
+
+    def format_reward(completions, gold_step, **_: Any) -> list[float]:
+        """The env's stepwise format reward of each completion against its row's gold step."""
+        return [
+            float(coding_format_reward(completion_text(c), g))
+            for c, g in zip(completions, gold_step, strict=True)
+        ]
+
+    def accuracy_reward(completions, gold_step, images=None, **_: Any) -> list[float]:
+        """The env's stepwise accuracy reward; live code steps really run in the sandbox."""
+        scores = []
+        for i, (c, g) in enumerate(zip(completions, gold_step, strict=True)):
+            text = completion_text(c)
+            score = float(coding_accuracy_reward(text, g))
+            if reward_mode == "live" and step_kind(g, CODING_KINDS) == "code" and score > 0:
+                score = 0.0
+                code = _code_of(text)
+                if code.strip() and images:
+                    image = np.asarray(images[i][-1].convert("RGB"))
+                    try:
+                        result = _sandbox().run(
+                            code, files={"path_to_input_image.jpg": image}, timeout_s=timeout_s
+                        )
+                        ran = result.status == "ok" and "path_to_output_image.jpg" in result.images
+                    except Exception:  # noqa: BLE001 - a bad completion never raises
+                        ran = False
+                    score = float(code_reward("live", ran))
+            scores.append(score)
+        return scores
+
+    return [format_reward, accuracy_reward]

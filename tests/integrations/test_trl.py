@@ -1,0 +1,80 @@
+"""The TRL adapter's stepwise dataset rows and reward functions (real env, real sandbox)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("datasets")
+
+from arft_envs.integrations.trl import completion_text, reward_functions, stepwise_dataset
+from arft_envs.rewards import CODING_KINDS, step_kind
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return stepwise_dataset("MATCoding-v0", n=12, seed=0)
+
+
+def _row_of_kind(rows, kind):
+    for i, g in enumerate(rows["gold_step"]):
+        if step_kind(g, CODING_KINDS) == kind:
+            return rows[i]
+    pytest.fail(f"no {kind} row among the first {len(rows)} stepwise rows")
+
+
+def test_rows_are_trl_conversational_multimodal(rows):
+    row = rows[0]
+    assert set(rows.column_names) == {"prompt", "images", "gold_step", "task_id"}
+    user = row["prompt"][-1]
+    assert user["role"] == "user"
+    placeholders = [p for p in user["content"] if p["type"] == "image"]
+    assert len(placeholders) == len(row["images"]) >= 1
+    assert any(p["type"] == "text" and "<query>" in p["text"] for p in user["content"])
+    assert row["images"][0].size[0] > 0
+    assert len(set(rows["task_id"])) == len(rows)
+
+
+def test_correct_diagnosis_scores_more_than_wrong(rows):
+    row = _row_of_kind(rows, "problem")
+    fmt, acc = reward_functions("live")
+    good = [{"role": "assistant", "content": row["gold_step"]}]
+    wrong = [{"role": "assistant", "content": "<think> x </think>\n<problem> {'crop'} </problem>"}]
+    if "crop" in row["gold_step"]:
+        wrong[0]["content"] = "<think> x </think>\n<problem> {'dark'} </problem>"
+    kw = {"gold_step": [row["gold_step"]] * 2, "images": [row["images"]] * 2}
+    scores = [
+        f + a
+        for f, a in zip(
+            fmt(completions=[good, wrong], **kw), acc(completions=[good, wrong], **kw), strict=True
+        )
+    ]
+    assert scores[0] > scores[1]
+
+
+def test_live_code_runs_in_the_sandbox(rows):
+    row = _row_of_kind(rows, "code")
+    _, acc = reward_functions("live")
+    _, paper_acc = reward_functions("paper")
+    runs = row["gold_step"]
+    crashes = runs.replace("cv2.imwrite(", "raise SystemExit(1); cv2.imwrite(")
+    no_write = runs.replace("cv2.imwrite(", "print(")
+    kw = {"gold_step": [row["gold_step"]] * 3, "images": [row["images"]] * 3}
+    assert acc(completions=[runs, crashes, no_write], **kw) == [1.0, 0.0, 0.0]
+    assert paper_acc(completions=[runs, crashes, no_write], **kw) == [0.9, 0.9, 0.9]
+
+
+def test_bad_completions_score_zero_and_never_raise(rows):
+    fmt, acc = reward_functions("live")
+    bad = [
+        "",
+        "\x00" * 50,
+        "<code>```python\nwhile True: pass",
+        [{"role": "assistant", "content": []}],
+    ]
+    n = len(bad)
+    kw = {"gold_step": list(rows["gold_step"][:n]), "images": list(rows["images"][:n])}
+    assert all(s == 0.0 for s in acc(completions=bad, **kw))
+    assert len(fmt(completions=bad, **kw)) == n
+    assert (
+        completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}]}]) == "a"
+    )
