@@ -155,3 +155,93 @@ def reward_functions(
         return scores
 
     return [format_reward, accuracy_reward]
+
+
+# ----------------------------------------------------------------------------- multi-turn
+
+_JSON_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list}
+
+
+def _tool_method(name: str, schema: dict[str, Any]) -> Callable[..., str]:
+    """A method that steps the env with one native call of tool ``name`` (TRL tool shape)."""
+    import inspect
+
+    params = schema.get("parameters", {}).get("properties", {})
+
+    def method(self, **arguments: Any) -> str:
+        return self._call(name, arguments)
+
+    method.__name__ = name
+    method.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [
+            inspect.Parameter(
+                p,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=_JSON_TYPES.get(spec.get("type"), str),
+            )
+            for p, spec in params.items()
+        ]
+    )
+    method.__annotations__ = {p: _JSON_TYPES.get(s.get("type"), str) for p, s in params.items()}
+    method.__annotations__["return"] = str
+    args = "\n".join(f"    {p}: {s.get('description', p)}" for p, s in params.items())
+    method.__doc__ = f"{schema.get('description', name)}\n\nArgs:\n{args}\n"
+    return method
+
+
+def environment_factory(env_id: str = "MATCoding-v0", **env_kwargs: Any) -> type:
+    """A class for TRL's ``GRPOTrainer(environment_factory=...)`` over ``env_id``.
+
+    The env runs in ``action_format="tool_calls"``; each of its tools becomes a method (named,
+    typed and documented from ``env.unwrapped.tool_schemas``) that steps the env with one
+    native call and returns the tool's text reply. ``reset(**row)`` resets the env (a row's
+    ``seed`` picks the task) and returns the opening user text; ``get_reward()`` is the
+    episode's return from the env's own rewards.
+    """
+    import arft_envs  # noqa: F401  (registers the ids)
+
+    probe = gym.make(env_id, action_format="tool_calls", **env_kwargs)
+    probe.reset(seed=0)
+    schemas = [s["function"] for s in probe.unwrapped.tool_schemas]
+    probe.close()
+
+    class ArftEnvironment:
+        def __init__(self) -> None:
+            self.env = gym.make(env_id, action_format="tool_calls", **env_kwargs)
+            self.total = 0.0
+            self.done = False
+
+        def reset(self, **row: Any) -> str | None:
+            """Start an episode (the row's ``seed`` picks the task); the opening user text."""
+            self.total, self.done = 0.0, False
+            self.env.reset(seed=row.get("seed"))
+            first = self.env.unwrapped._messages[-1]
+            return " ".join(p.get("text", "") for p in first["content"] if p["type"] == "text")
+
+        def _call(self, name: str, arguments: dict[str, Any]) -> str:
+            if self.done:
+                return "The episode is over; give no more calls."
+            action = {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"type": "function", "function": {"name": name, "arguments": arguments}}
+                ],
+            }
+            _, reward, terminated, truncated, _ = self.env.step(action)
+            self.total += float(reward)
+            self.done = bool(terminated or truncated)
+            last = self.env.unwrapped._messages[-1]
+            if last["role"] == "assistant":
+                return "Done."
+            return " ".join(p.get("text", "") for p in last["content"] if p["type"] == "text")
+
+        def get_reward(self) -> float:
+            """The episode's return so far, from the env's own rewards."""
+            return self.total
+
+    for schema in schemas:
+        setattr(ArftEnvironment, schema["name"], _tool_method(schema["name"], schema))
+    ArftEnvironment.__name__ = f"Arft{env_id.split('-')[0]}Environment"
+    return ArftEnvironment

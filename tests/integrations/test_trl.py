@@ -78,3 +78,31 @@ def test_bad_completions_score_zero_and_never_raise(rows):
     assert (
         completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"}]}]) == "a"
     )
+
+
+def test_environment_factory_tools_step_the_env_and_reward_comes_from_it():
+    from transformers.utils import get_json_schema
+
+    from arft_envs.integrations.trl import environment_factory
+
+    cls = environment_factory("MATCoding-v0")
+    schema = get_json_schema(cls.problem)["function"]
+    assert schema["name"] == "problem" and schema["parameters"]["required"] == ["problems"]
+    assert {"problem", "code", "answer"} <= set(dir(cls))
+
+    right, wrong = cls(), cls()
+    assert "<query>" in right.reset(seed=0)
+    wrong.reset(seed=0)
+    gold = right.env.unwrapped.task
+    right.problem(problems=list(gold.meta["degradations"]))
+    wrong.problem(problems=["crop"] if "crop" not in gold.meta["degradations"] else ["dark"])
+    assert right.get_reward() > wrong.get_reward()
+    reply = right.code(
+        code="import cv2\nimg = cv2.imread('path_to_input_image.jpg')\n"
+        "cv2.imwrite('path_to_output_image.jpg', img)\n"
+    )
+    assert "processed image" in reply
+    before = right.get_reward()
+    right.answer(answer=gold.answers[0])
+    assert right.get_reward() > before and right.done
+    assert "over" in right.answer(answer="again")
