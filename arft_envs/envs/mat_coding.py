@@ -55,7 +55,8 @@ class MATCodingEnv(AgenticEnv):
     - ``<problem>``: ``format`` (0/1, the paper's strict pattern) + ``problem`` (1 for the
       exact set, 0.5 for only the rotation of a rotation+X pair, else 0);
     - ``<code>``: ``format`` + ``code`` — in ``reward_mode="live"`` 1 when the code ran and
-      wrote an image, in ``"paper"`` the constant 0.9;
+      wrote an image (with ``code_reward="improved"``: an image measurably closer to the clean
+      one, ``info["repair"]["improved"]``), in ``"paper"`` the constant 0.9;
     - ``<answer>``: ``format`` + ``answer`` (token-set F1 against the gold answers).
     Each kind of step earns its reward once per episode (as in the paper's one-row-per-step
     training data); the code reward is earned by the first run that writes an image. A step
@@ -92,6 +93,10 @@ class MATCodingEnv(AgenticEnv):
       training rows (``data`` is then an ``rft_agent_code_1_2k.json``-style file, or ``None``
       for synthetic rows).
     - ``reward_mode``: ``"live"`` (default) or ``"paper"``.
+    - ``code_reward``: what earns the live code reward: ``"ran"`` (default: the code ran and
+      wrote an image) or ``"improved"`` (the image it wrote is closer to the task's clean image
+      than its input, :mod:`arft_envs.repair`; a task without a clean image, like the official
+      benchmark's, falls back to ``"ran"``). Live mode only: paper mode refuses it.
     - ``sandbox``: an isolation level (``"auto"``, ``"bwrap"``, ``"process"``, ``"none"``) or a
       ``Sandbox`` instance; ``timeout_s`` bounds each code run.
     - ``check_images``: check at load time that every image file a row names exists.
@@ -109,7 +114,10 @@ class MATCodingEnv(AgenticEnv):
     ``reset()``: ``task_id``, ``split``. The episode end adds ``degradations`` (sorted names,
     the gold diagnosis, so never before the end; the task record keeps them in
     ``task.meta``), ``answer``, ``golds``, ``f1``, ``em``, ``episode_return``, ``turns``. Every step: ``action_kind``, ``reward_components``, ``tool_status``,
-    ``format_errors``, ``tool_failures``, ``tool_timeouts``.
+    ``format_errors``, ``tool_failures``, ``tool_timeouts``. Every turn that ran the code tool:
+    ``repair``, how much it restored the image (:func:`arft_envs.repair.repair_report`: PSNR
+    and SSIM of its input, of the input saved unchanged and of its output against the clean
+    image, and ``improved``), or ``None`` for a task without a clean image.
 
     ## Version History
     - v0: initial release; ``action_format="tool_calls"`` added (the default, ``"tags"``,
@@ -128,9 +136,11 @@ class MATCodingEnv(AgenticEnv):
         tasks: TaskSource | None = None,
         sandbox: Any = "auto",
         timeout_s: float | None = None,
+        code_reward: str = "ran",
         **kwargs: Any,
     ):
         mode = kwargs.get("mode", "agent")
+        self.code_reward = _check_code_reward(code_reward, kwargs.get("reward_mode", "live"))
         if tasks is None:
             tasks = _make_tasks(data, split, image_root, mode, check_images)
         self._sandbox_spec = sandbox
@@ -175,6 +185,16 @@ class MATCodingEnv(AgenticEnv):
             "accuracy": coding_accuracy_reward(action, gold_step),
         }
 
+    def step(self, action: Any):
+        code = self.tools.get("code")
+        if code is None or not hasattr(code, "last_repair"):
+            return super().step(action)
+        code.last_repair = _NOT_MEASURED
+        obs, reward, terminated, truncated, info = super().step(action)
+        if code.last_repair is not _NOT_MEASURED:  # the code tool ran this turn
+            info["repair"] = code.last_repair
+        return obs, reward, terminated, truncated, info
+
     # ------------------------------------------------------------------ sandbox
 
     @property
@@ -188,6 +208,21 @@ class MATCodingEnv(AgenticEnv):
             if not isinstance(self._sandbox, Sandbox) and not hasattr(self._sandbox, "run"):
                 raise TypeError(f"sandbox must be a level name or a Sandbox, got {spec!r}")
         return self._sandbox
+
+
+_NOT_MEASURED = object()
+CODE_REWARDS = ("ran", "improved")
+
+
+def _check_code_reward(code_reward: str, reward_mode: str) -> str:
+    if code_reward not in CODE_REWARDS:
+        raise ValueError(f"code_reward must be one of {CODE_REWARDS}, got {code_reward!r}")
+    if code_reward == "improved" and reward_mode != "live":
+        raise ValueError(
+            f"code_reward='improved' is a live-mode rule, but reward_mode={reward_mode!r} "
+            "(paper mode pays the paper's constant code reward); use reward_mode='live'"
+        )
+    return code_reward
 
 
 def _make_tasks(data, split, image_root, mode, check_images=True) -> TaskSource:

@@ -31,6 +31,7 @@ from arft_envs.actions import (
     parse_search_body,
 )
 from arft_envs.prompts import CODING_TIPS
+from arft_envs.repair import RepairMeter
 from arft_envs.rewards import (
     CODING_KINDS,
     PROBLEM_TYPES,
@@ -150,7 +151,9 @@ class CodeTool(Tool):
     The code reads ``path_to_input_image.jpg`` (the newest image of the conversation) and
     writes ``path_to_output_image.jpg``, which becomes the newest image. Reward, only when the
     gold trajectory has a code step: ``format`` for the first code turn, + ``code`` once per
-    episode (``live``: 1 for the first run that wrote an image; ``paper``: the constant 0.9).
+    episode (``live``: 1 for the first run that wrote an image — with the env's
+    ``code_reward="improved"``, an image measurably closer to the clean one; ``paper``: the
+    constant 0.9). Every call's repair (:mod:`arft_envs.repair`) is kept in ``last_repair``.
     Deadline: the sandbox's own wall limit plus :data:`SANDBOX_GRACE_S`.
     """
 
@@ -168,6 +171,9 @@ class CodeTool(Tool):
     def __init__(self) -> None:
         self._format_rewarded = False
         self._code_rewarded = False
+        self._repair = RepairMeter()
+        #: The last call's :func:`arft_envs.repair.repair_report` (``None``: no clean image).
+        self.last_repair: dict[str, Any] | None = None
 
     def parse(self, body: str, tag: str) -> str | FormatError:
         return parse_code_body(body, tag)
@@ -182,6 +188,8 @@ class CodeTool(Tool):
     def reset(self, env: AgenticEnv) -> None:
         self._format_rewarded = False
         self._code_rewarded = False
+        self._repair.reset()
+        self.last_repair = None
 
     def deadline(self, env: AgenticEnv) -> float | None:
         sandbox = env.sandbox
@@ -223,6 +231,9 @@ class CodeTool(Tool):
         )
 
     def reward(self, call, outcome, action, env) -> dict[str, float]:
+        # the input is still the newest image here: the written one is appended after this
+        written = outcome.images[0] if outcome.images else None
+        self.last_repair = self._repair.measure(env.task, env.images[-1], written, OUTPUT_NAME)
         components = {"format": 0.0, "code": 0.0}
         if "code" not in gold_plan(env.task):
             return components
@@ -233,10 +244,18 @@ class CodeTool(Tool):
             if env.reward_mode == "paper":
                 components["code"] = code_reward("paper")
                 self._code_rewarded = True
-            elif outcome.detail:
+            elif outcome.detail and self._repair_counts(env):
                 components["code"] = code_reward("live", True)
                 self._code_rewarded = True
         return components
+
+    def _repair_counts(self, env: AgenticEnv) -> bool:
+        """Whether this run's repair satisfies the env's ``code_reward`` rule: ``"ran"``
+        (default) asks nothing more; ``"improved"`` asks ``last_repair["improved"]`` where the
+        task has a clean image (without one it falls back to ``"ran"``)."""
+        if getattr(env, "code_reward", "ran") != "improved" or self.last_repair is None:
+            return True
+        return bool(self.last_repair["improved"])
 
 
 # ----------------------------------------------------------------------------- <search>
