@@ -15,10 +15,11 @@ pytest.importorskip("trl")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_trl_single_turn_trains_and_prints_rewards():
+@pytest.mark.parametrize("example", ["trl_single_turn.py", "trl_multi_turn.py"])
+def test_trl_example_trains_and_prints_rewards(example):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "trl_single_turn.py"), "--steps", "2"],
+        [sys.executable, str(ROOT / "examples" / example), "--steps", "2"],
         capture_output=True,
         text=True,
         env=env,
