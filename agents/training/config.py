@@ -185,6 +185,11 @@ class TrainConfig:
     )
     wandb_project: str = option("arft", "wandb project (report_to includes wandb)")
     progress_bar: bool = option(True, "show a progress bar")
+    tool_collapse_fraction: float = option(
+        0.5,
+        "warn (once) when the tool-call rate falls below this fraction of its first step's "
+        "(tool-use collapse; 0: never)",
+    )
     # ---------------------------------------------------------------- training enhancements
     # Options any algorithm can use, all off by default (agents.training.enhancements).
     curriculum: str = option(
@@ -338,6 +343,7 @@ class TrainConfig:
         need(self.save_every >= 0, f"save_every must be >= 0, got {self.save_every}")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
         need(self.sample_every >= 0, "sample_every must be >= 0")
+        need(0 <= self.tool_collapse_fraction < 1, "tool_collapse_fraction must be in [0, 1)")
         need(self.sample_episodes >= 1, "sample_episodes must be >= 1")
         unknown = [r for r in self.report_to if r not in REPORTERS]
         need(not unknown, f"report_to entries must be among {', '.join(REPORTERS)}, got {unknown}")

@@ -78,6 +78,13 @@ def episode_summary(t: Trajectory) -> dict[str, Any]:
         "turns": t.num_turns,
         "format_errors": float(info.get("format_errors", 0) or 0),
         "tool_failures": float(info.get("tool_failures", 0) or 0),
+        "tool_timeouts": float(info.get("tool_timeouts", 0) or 0),
+        # every tool reply (a format error's included) is a "tool" message; calls are the rest
+        "tool_calls": max(
+            float(sum(m.get("role") == "tool" for m in t.messages))
+            - float(info.get("format_errors", 0) or 0),
+            0.0,
+        ),
         "truncated": float(t.truncated),
         "model_tokens": int(sum(t.assistant_mask)),
         "tokens": len(t.input_ids),
@@ -116,6 +123,13 @@ def step_metrics(
         metrics[key] = float(np.mean([e[key] for e in episodes]))
     for key in parts[0]["update"]:
         metrics[key] = float(np.mean([p["update"][key] for p in parts]))
+    calls = sum(e["tool_calls"] for e in episodes)
+    failures = sum(e["tool_failures"] for e in episodes)
+    timeouts = sum(e["tool_timeouts"] for e in episodes)
+    metrics["tools/calls_per_turn"] = calls / max(sum(e["turns"] for e in episodes), 1)
+    metrics["tools/ok_rate"] = (calls - failures) / calls if calls else 0.0
+    metrics["tools/error_rate"] = (failures - timeouts) / calls if calls else 0.0
+    metrics["tools/timeout_rate"] = timeouts / calls if calls else 0.0
     metrics["tokens/model"] = int(sum(e["model_tokens"] for e in episodes))
     metrics["tokens/total"] = int(sum(e["tokens"] for e in episodes))
     metrics["tokens/per_turn"] = metrics["tokens/model"] / max(sum(e["turns"] for e in episodes), 1)
@@ -128,6 +142,69 @@ def step_metrics(
         4,
     )
     return metrics
+
+
+#: Tensorboard groups: a metric whose name starts with one of these keeps its name.
+TAG_GROUPS = ("train/", "rollout/", "time/", "tools/")
+_ROLLOUT_KEYS = frozenset(
+    {"episodes", "reward_mean", "reward_std", "f1", "em", "turns", "format_errors",
+     "tool_failures", "truncated", "stopped_at_length"}
+)  # fmt: skip
+
+
+def tensorboard_tag(key: str) -> str:
+    """The grouped tensorboard tag of a metrics.jsonl key (the file keeps its names):
+    rewards, episode statistics and tokens under ``rollout/``, timings under ``time/``, tool
+    health under ``tools/``, the update's statistics under ``train/``."""
+    if key.startswith(TAG_GROUPS):
+        return key
+    if key in _ROLLOUT_KEYS or key.startswith(("reward/", "tokens/", "sampling/")):
+        return "rollout/" + key
+    return "train/" + key
+
+
+class TrainingHealth:
+    """Watches a run's step metrics and warns, once each, about two silent failures:
+
+    - **tool-use collapse**: ``tools/calls_per_turn`` below ``collapse_fraction`` of its first
+      step's value (the policy learned to stop calling tools);
+    - **no learning signal**: a step whose every group has reward std 0 (``reward_std`` 0
+      over the step, or ``groups_with_signal`` 0 when the algorithm logs it).
+    """
+
+    def __init__(self, collapse_fraction: float = 0.5):
+        self.collapse_fraction = float(collapse_fraction)
+        self.start_rate: float | None = None
+        self.warned: set[str] = set()
+
+    def check(self, metrics: dict[str, Any]) -> list[str]:
+        """The warnings this step raises for the first time."""
+        out = []
+        rate = metrics.get("tools/calls_per_turn")
+        if rate is not None and self.start_rate is None:
+            self.start_rate = float(rate)
+        if (
+            rate is not None
+            and self.collapse_fraction > 0
+            and self.start_rate
+            and rate < self.collapse_fraction * self.start_rate
+            and "collapse" not in self.warned
+        ):
+            self.warned.add("collapse")
+            out.append(
+                f"step {metrics.get('step')}: tool-call rate {rate:.2f} per turn fell below "
+                f"{self.collapse_fraction:g} x its start ({self.start_rate:.2f}): tool-use "
+                "collapse. Try a warm start on expert episodes (sft_steps), a reward that pays "
+                "tool calls, a higher temperature, or a smaller learning rate"
+            )
+        if metrics.get("reward_std") == 0.0 and "no_signal" not in self.warned:
+            self.warned.add("no_signal")
+            out.append(
+                f"step {metrics.get('step')}: every group has reward std 0, so every advantage "
+                "is 0 and the step learns nothing. Try a warm start (sft_steps), an easier env, "
+                "or a higher temperature"
+            )
+        return out
 
 
 class MetricsWriter:
@@ -189,7 +266,7 @@ class MetricsWriter:
         writer = self._writers.get(f"tb/{phase}")
         if writer is not None:
             for key, value in scalars.items():
-                writer.add_scalar(key, value, step)
+                writer.add_scalar(tensorboard_tag(key), value, step)
             writer.flush()
         if "wandb" in self._writers:
             self._writers["wandb"].log({f"{phase}/{k}": v for k, v in scalars.items()})

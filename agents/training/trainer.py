@@ -8,6 +8,7 @@ What an algorithm computes (its advantages, its loss, the models it needs) comes
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,19 @@ from agents.training.batch import Advantages, MicroBatch, micro_batches, pad, se
 from agents.training.config import ConfigError, TrainConfig, algorithm_class, derive, env_name
 from agents.training.distributed import adapters_only, generation_weights, make_accelerator
 from agents.training.enhancements import Enhancements
-from agents.training.metrics import Clock, MetricsWriter, TimedEnvs, TimedPolicy, step_metrics
+from agents.training.metrics import (
+    Clock,
+    MetricsWriter,
+    TimedEnvs,
+    TimedPolicy,
+    TrainingHealth,
+    step_metrics,
+)
 from agents.training.optim import attach_lora, make_optimizer, replan_lr
 from agents.training.run_dir import RunDir
 from agents.training.warm_start import warm_start
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from agents.algorithms.base import Algorithm, Scores
@@ -88,6 +98,7 @@ class Trainer:
         self.trained: dict[str, _Trained] = {}
         self._sampling_stats: dict[str, float] = {}
         self.last_metrics: dict[str, Any] = {}
+        self.health = TrainingHealth(getattr(config, "tool_collapse_fraction", 0.5))
 
     # ------------------------------------------------------------------ properties
 
@@ -223,10 +234,16 @@ class Trainer:
             self.step = step
             self.last_metrics = metrics
             self.writer.log(metrics, "metrics.jsonl", self.algorithm.name, step)
+            for warning in self.health.check(metrics):
+                logger.warning(warning)
+                self._print("warning: " + warning)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
-                    reward=f"{metrics['reward_mean']:.2f}", kl=f"{metrics.get('kl', 0.0):.3f}"
+                    reward=f"{metrics['reward_mean']:.2f}",
+                    kl=f"{metrics.get('kl', 0.0):.3f}",
+                    tools=f"{metrics.get('tools/calls_per_turn', 0.0):.2f}",
+                    ok=f"{metrics.get('tools/ok_rate', 0.0):.2f}",
                 )
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
                 self.save_checkpoint()
