@@ -26,6 +26,36 @@ class EpisodeRecord:
     rewards: list[float] = field(default_factory=list)
     components: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: (passed, reason); ``None``: judged by :func:`episode_verdict`.
+    verdict: tuple[bool, str] | None = None
+
+
+def episode_verdict(record: EpisodeRecord) -> tuple[bool, str]:
+    """Whether an episode passed, and why: an answer, no format error, answer F1 1."""
+    info = record.info
+    if record.verdict is not None:
+        return record.verdict
+    if info.get("answer") is None:
+        return False, "no answer given"
+    errors = int(info.get("format_errors", 0) or 0)
+    if errors:
+        return False, f"{errors} format error(s)"
+    f1 = float(info.get("f1", 0.0) or 0.0)
+    if f1 < 1.0:
+        return False, f"answer F1 {f1:.2f} < 1"
+    return True, "answered exactly"
+
+
+def summary_html(episodes: Sequence[EpisodeRecord]) -> str:
+    """The page's opening table: episodes, passed, and the mean of each metric."""
+    verdicts = [episode_verdict(e) for e in episodes]
+    rows = [("episodes", str(len(episodes))), ("passed", f"{sum(v[0] for v in verdicts)}")]
+    for key in ("episode_return", "f1", "em", "turns", "format_errors", "tool_failures"):
+        values = [float(e.info[key]) for e in episodes if isinstance(e.info.get(key), (int, float))]
+        if values:
+            rows.append((f"mean {key}", f"{np.mean(values):.3f}"))
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table class='summary-table'>{cells}</table>"
 
 
 def _png_data_uri(image: np.ndarray, max_side: int = 384) -> str:
@@ -48,13 +78,21 @@ body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#22
 pre{white-space:pre-wrap;word-break:break-word;margin:.3em 0}
 img{max-width:320px;border:1px solid #ddd;margin:.3em .3em 0 0}
 .summary{font-size:.9em;color:#333}
+.verdict{font-size:.7em;padding:.1em .4em;border-radius:4px;color:#fff}
+.verdict.pass{background:#2a7}.verdict.fail{background:#c33}.reason{color:#555}
+.summary-table{border-collapse:collapse}.summary-table th,.summary-table td{border:1px solid #ccc;padding:.2em .6em;text-align:left}
 """
 
 
 def episode_html(record: EpisodeRecord) -> str:
     """The HTML section of one episode."""
     images = record.observation["images"]
-    parts = [f"<div class='ep'><h2>{html.escape(record.title)}</h2>"]
+    passed, reason = episode_verdict(record)
+    mark = "pass" if passed else "fail"
+    parts = [
+        f"<div class='ep {mark}'><h2><span class='verdict {mark}'>{mark.upper()}</span> "
+        f"{html.escape(record.title)}</h2><div class='reason'>{html.escape(reason)}</div>"
+    ]
     turn = 0
     for m in record.observation["messages"]:
         role = m["role"]
@@ -96,7 +134,8 @@ def write_report(path: str | Path, episodes: Sequence[EpisodeRecord], title: str
     body = "\n".join(episode_html(e) for e in episodes)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"{summary_html(episodes)}{body}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
     return path

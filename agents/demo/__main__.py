@@ -237,10 +237,13 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     trainer.run()
     results["grpo"] = measure("after GRPO")
     trainer.finish()
+    shown = slice(None, None, max(settings.eval_samples, 1))
+    final = results["grpo"]["sampled"]
     write_trajectory_page(
         output / "heldout.html",
-        results["grpo"]["sampled"].trajectories[:: max(settings.eval_samples, 1)][:12],
+        final.trajectories[shown][:12],
         title=f"{ENV_ID}: held-out episodes after SFT + GRPO (sampled, T={settings.temperature})",
+        verdicts=[_verdict(f) for f in final.flags[shown][:12]],
     )
     plot_rewards(config.output, output / "reward_curve.png", results)
     summary = {
@@ -256,7 +259,18 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print_summary(summary)
+    print(f"\nwrote {output / 'summary.json'}, {output / 'reward_curve.png'}, ")
+    print(f"      {output / 'heldout.html'} and the training run {config.output}", flush=True)
     return summary
+
+
+def _verdict(flags: dict[str, bool]) -> tuple[bool, str]:
+    """An episode's pass/fail mark for the page, from :func:`episode_success`'s flags."""
+    if flags["success"]:
+        return True, "diagnosis exact, every turn well-formed, the repair ran, answered"
+    why = {"diagnosis": "wrong diagnosis", "well_formed": "a malformed turn or no answer",
+           "code_ran": "the repair code did not run or wrote no image"}  # fmt: skip
+    return False, "; ".join(text for key, text in why.items() if not flags[key])
 
 
 def main(argv: list[str] | None = None) -> int:

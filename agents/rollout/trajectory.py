@@ -210,7 +210,9 @@ def _json_safe(value: Any) -> Any:
 # ---------------------------------------------------------------------- HTML pages
 
 
-def trajectory_record(t: Trajectory, title: str | None = None):
+def trajectory_record(
+    t: Trajectory, title: str | None = None, verdict: tuple[bool, str] | None = None
+):
     """An :class:`arft_envs.report.EpisodeRecord` of a trajectory (env images, per-turn
     rewards and the final info)."""
     from arft_envs.report import EpisodeRecord
@@ -219,13 +221,22 @@ def trajectory_record(t: Trajectory, title: str | None = None):
         f"task {t.task_id} · episode {t.index} (group {t.group}) · return {t.episode_return:.2f}"
     )
     observation = {"messages": t.messages, "images": t.env_images}
-    return EpisodeRecord(title, observation, list(t.rewards), list(t.reward_components), t.info)
+    return EpisodeRecord(
+        title, observation, list(t.rewards), list(t.reward_components), t.info, verdict
+    )
 
 
 def write_trajectory_page(
-    path: str | Path, trajectories: Sequence[Trajectory], title: str = "arft"
+    path: str | Path,
+    trajectories: Sequence[Trajectory],
+    title: str = "arft",
+    verdicts: Sequence[tuple[bool, str]] | None = None,
 ) -> Path:
-    """An HTML page of trajectories (:mod:`arft_envs.report`), one section per episode."""
+    """An HTML page of trajectories (:mod:`arft_envs.report`): a summary table, then one
+    section per episode marked pass/fail with its reason (``verdicts``, or the report's
+    default :func:`~arft_envs.report.episode_verdict`)."""
     from arft_envs.report import write_report
 
-    return write_report(path, [trajectory_record(t) for t in trajectories], title=title)
+    verdicts = list(verdicts) if verdicts is not None else [None] * len(trajectories)
+    records = [trajectory_record(t, verdict=v) for t, v in zip(trajectories, verdicts, strict=True)]
+    return write_report(path, records, title=title)
