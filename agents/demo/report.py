@@ -9,8 +9,19 @@ from pathlib import Path
 import numpy as np
 
 
+def heldout_points(results: dict | None) -> list[tuple[str, float, float]]:
+    """``(phase, sampled success, greedy success)`` of each held-out evaluation, in order
+    (untrained, SFT, GRPO): the right panel of :func:`plot_rewards`."""
+    out = []
+    for name, evaluations in (results or {}).items():
+        sampled, greedy = evaluations["sampled"], evaluations.get("greedy")
+        out.append((name, float(sampled.success), float(greedy.success if greedy else np.nan)))
+    return out
+
+
 def plot_rewards(run_dir: str | Path, path: str | Path, results: dict | None = None) -> Path:
-    """The training reward per GRPO step (mean and a moving average) as a PNG."""
+    """The training reward per GRPO step (mean and a moving average; the axis fitted to the
+    data) and, with ``results``, the held-out success at each phase beside it, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +34,13 @@ def plot_rewards(run_dir: str | Path, path: str | Path, results: dict | None = N
     ]
     steps = [r["step"] for r in rows]
     reward = np.array([r["reward_mean"] for r in rows])
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    points = heldout_points(results)
+    if points:
+        fig, (ax, side) = plt.subplots(
+            1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]}
+        )
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(steps, reward, color="#9ab", lw=1, label="episode return (step mean)")
     window = max(1, len(reward) // 8)
     if len(reward) >= window > 1:
@@ -46,8 +63,25 @@ def plot_rewards(run_dir: str | Path, path: str | Path, results: dict | None = N
             f"{k} {v['sampled'].success:.2f}" for k, v in results.items()
         )
     ax.set_title(title, fontsize=9)
+    low, high = float(np.min(reward)), float(np.max(reward))
+    pad = max((high - low) * 0.1, 0.05)
+    ax.set_ylim(low - pad, high + pad)  # the change visible, not a 0..max axis
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if points:
+        x = np.arange(len(points))
+        for column, label, color in ((1, "sampled", "#136"), (2, "greedy", "#c63")):
+            values = [p[column] for p in points]
+            side.plot(x, values, "o-", color=color, label=label)
+            for i, v in enumerate(values):
+                side.annotate(f"{v:.2f}", (i, v), textcoords="offset points", xytext=(0, 6),
+                              ha="center", fontsize=8, color=color)  # fmt: skip
+        side.set_xticks(x, [p[0] for p in points])
+        side.set_ylim(0, 1.05)
+        side.set_ylabel("held-out success")
+        side.set_title("held-out success per phase", fontsize=9)
+        side.grid(alpha=0.3)
+        side.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -49,3 +49,28 @@ def test_the_page_has_a_summary_table_and_a_mark_per_episode(tiny_policy, tmp_pa
     page = _Page()
     page.feed(given.read_text())
     assert page.verdicts == ["FAIL", "PASS"] and page.reasons == ["wrong diagnosis", "ok"]
+
+
+def test_the_reward_curve_shows_the_held_out_points_of_each_phase(tmp_path):
+    import json
+
+    from agents.demo.measure import Evaluation
+    from agents.demo.report import heldout_points, plot_rewards
+
+    def ev(success):
+        return Evaluation(success, 0, 0, 0, 0, 0, 8)
+
+    results = {
+        "untrained": {"sampled": ev(0.0), "greedy": ev(0.0)},
+        "sft": {"sampled": ev(0.62), "greedy": ev(0.75)},
+        "grpo": {"sampled": ev(0.70), "greedy": ev(0.875)},
+    }
+    assert heldout_points(results) == [
+        ("untrained", 0.0, 0.0),
+        ("sft", 0.62, 0.75),
+        ("grpo", 0.70, 0.875),
+    ]
+    rows = [{"step": i, "reward_mean": 4.5 + 0.01 * i} for i in range(1, 21)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = plot_rewards(tmp_path, tmp_path / "curve.png", results)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
