@@ -113,8 +113,15 @@ def _progress_bar(total: int, env_id: str, enabled: bool | None):
     from tqdm.auto import tqdm
 
     disable = (not sys.stderr.isatty()) if enabled is None else not enabled
+    # mininterval=0: an episode takes seconds, so every finished one is worth a redraw (tqdm's
+    # default 0.1 s throttle would skip the counts of episodes that end close together).
     return tqdm(
-        total=total, desc=f"eval {env_id}", unit="episode", file=sys.stderr, disable=disable
+        total=total,
+        desc=f"eval {env_id}",
+        unit="episode",
+        file=sys.stderr,
+        disable=disable,
+        mininterval=0,
     )
 
 

@@ -235,7 +235,7 @@ def test_run_folder_logs_samples_checkpoints(tiny_policy, tmp_path):
         assert (checkpoint / name).is_file(), name
     assert json.loads((checkpoint / "trainer_state.json").read_text())["step"] == 2
     page = (tmp_path / "samples" / "step_000002.html").read_text()
-    assert page.count("class='ep'") == cfg.sample_episodes and "data:image/png" in page
+    assert page.count("<div class='ep ") == cfg.sample_episodes and "data:image/png" in page
     assert list((tmp_path / "tensorboard" / "grpo").glob("events.out.tfevents.*"))
     assert (tmp_path / "final" / "model.safetensors").is_file()
 
