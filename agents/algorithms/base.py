@@ -132,6 +132,9 @@ class Algorithm:
 
     name: ClassVar[str]
     config_class: ClassVar[type[TrainConfig]] = TrainConfig
+    #: The config field holding the weight of the loss's KL to the reference model (``"beta"``
+    #: for the GRPO family, ``"kl_coef"`` for PPO); None for an algorithm with no KL term.
+    kl_weight_field: ClassVar[str | None] = None
 
     run: RunContext | None = None
 
@@ -147,8 +150,9 @@ class Algorithm:
 
     @property
     def uses_reference(self) -> bool:
-        """Whether the loss needs the reference model's log-probs (``ref_logprobs``)."""
-        return False
+        """Whether the loss needs the reference model's log-probs (``ref_logprobs``): when the
+        config field named by :attr:`kl_weight_field` is above 0."""
+        return self.kl_weight_field is not None and getattr(self.config, self.kl_weight_field) > 0
 
     def extra_models(self, policy: Policy) -> dict[str, torch.nn.Module]:
         """Models the algorithm needs besides the policy, built once before RL starts (after
@@ -206,3 +210,9 @@ class Algorithm:
         """The micro-batch's share of its minibatch's loss; the shares add up to 1. The
         default weighs by episodes (right for a loss that is a mean over episodes)."""
         return len(micro.index) / micro.minibatch_episodes
+
+
+def episode_returns(trajectories: Sequence[Trajectory]) -> torch.Tensor:
+    """(B,) float32: each episode's return, in batch order (what episode-level advantages
+    start from)."""
+    return torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from agents.algorithms.base import Algorithm, Loss, Scores, algo_option
+from agents.algorithms.base import Algorithm, Loss, Scores, algo_option, episode_returns
 from agents.algorithms.grpo import group_advantages
 from agents.algorithms.rloo import clip_problems, surrogate_loss, token_weight
 from agents.training.config import TrainConfig, option
@@ -109,9 +109,7 @@ class DAPO(Algorithm):
     config_class = DAPOConfig
     config: DAPOConfig
 
-    @property
-    def uses_reference(self) -> bool:
-        return self.config.beta > 0
+    kl_weight_field = "beta"
 
     @property
     def max_refills(self) -> int:
@@ -121,7 +119,7 @@ class DAPO(Algorithm):
         """Groups with some spread of (unshaped) rewards; None without dynamic sampling."""
         if not self.config.dynamic_sampling:
             return None
-        returns = torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)
+        returns = episode_returns(trajectories)
         return (~all_equal_groups(returns, self.config.group_size)).tolist()
 
     def shaped_returns(self, trajectories: Sequence[Trajectory]) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from agents.algorithms.base import Algorithm, Loss, Scores, algo_option
+from agents.algorithms.base import Algorithm, Loss, Scores, algo_option, episode_returns
 from agents.algorithms.grpo import group_advantages
 from agents.algorithms.rloo import clip_problems, surrogate_loss
 from agents.training.config import TrainConfig, option
@@ -64,14 +64,12 @@ class DrGRPO(Algorithm):
     config_class = DrGRPOConfig
     config: DrGRPOConfig
 
-    @property
-    def uses_reference(self) -> bool:
-        return self.config.beta > 0
+    kl_weight_field = "beta"
 
     def advantages(
         self, trajectories: Sequence[Trajectory], scores: Scores | None = None
     ) -> torch.Tensor:
-        returns = torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)
+        returns = episode_returns(trajectories)
         return dr_grpo_advantages(returns, self.config.group_size)
 
     def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from agents.algorithms.base import Algorithm, Loss, Scores
+from agents.algorithms.base import Algorithm, Loss, Scores, episode_returns
 from agents.training.config import TrainConfig, option
 
 if TYPE_CHECKING:
@@ -218,9 +218,7 @@ class GRPO(Algorithm):
     config_class = GRPOConfig
     config: GRPOConfig
 
-    @property
-    def uses_reference(self) -> bool:
-        return self.config.beta > 0
+    kl_weight_field = "beta"
 
     def advantages(
         self, trajectories: Sequence[Trajectory], scores: Scores | None = None
@@ -239,7 +237,7 @@ class GRPO(Algorithm):
                     row[start:end] = value  # a turn generated but never stepped keeps 0
                 rows.append(row)
             return rows
-        returns = torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)
+        returns = episode_returns(trajectories)
         return group_advantages(returns, cfg.group_size, scale=cfg.scale_advantages)
 
     def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:

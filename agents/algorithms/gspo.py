@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from agents.algorithms.base import Algorithm, Loss, Scores, algo_option
+from agents.algorithms.base import Algorithm, Loss, Scores, algo_option, episode_returns
 from agents.algorithms.grpo import group_advantages, k3_kl
 from agents.algorithms.rloo import clip_problems
 from agents.training.config import TrainConfig, option
@@ -103,14 +103,12 @@ class GSPO(Algorithm):
     config_class = GSPOConfig
     config: GSPOConfig
 
-    @property
-    def uses_reference(self) -> bool:
-        return self.config.beta > 0
+    kl_weight_field = "beta"
 
     def advantages(
         self, trajectories: Sequence[Trajectory], scores: Scores | None = None
     ) -> torch.Tensor:
-        returns = torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)
+        returns = episode_returns(trajectories)
         return group_advantages(returns, self.config.group_size)
 
     def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:

@@ -273,9 +273,7 @@ class PPO(Algorithm):
         self._targets: list[_Targets] = []
         self._explained_variance = float("nan")
 
-    @property
-    def uses_reference(self) -> bool:
-        return self.config.kl_coef > 0
+    kl_weight_field = "kl_coef"
 
     @property
     def reference_in_advantages(self) -> bool:

@@ -105,9 +105,7 @@ class ReinforcePP(Algorithm):
     config_class = ReinforcePPConfig
     config: ReinforcePPConfig
 
-    @property
-    def uses_reference(self) -> bool:
-        return self.config.beta > 0
+    kl_weight_field = "beta"
 
     @property
     def reference_in_advantages(self) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from agents.algorithms.base import Algorithm, Loss, Scores, algo_option
+from agents.algorithms.base import Algorithm, Loss, Scores, algo_option, episode_returns
 from agents.algorithms.grpo import AGGREGATIONS, policy_loss
 from agents.training.config import TrainConfig, option
 
@@ -110,14 +110,12 @@ class RLOO(Algorithm):
     config_class = RLOOConfig
     config: RLOOConfig
 
-    @property
-    def uses_reference(self) -> bool:
-        return self.config.beta > 0
+    kl_weight_field = "beta"
 
     def advantages(
         self, trajectories: Sequence[Trajectory], scores: Scores | None = None
     ) -> torch.Tensor:
-        returns = torch.tensor([t.episode_return for t in trajectories], dtype=torch.float32)
+        returns = episode_returns(trajectories)
         return leave_one_out_advantages(returns, self.config.group_size)
 
     def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:
