@@ -76,6 +76,7 @@ class EpisodeBuilder:
         self.generations: list[Generation] = []
         self.rewards: list[float] = []
         self.components: list[dict] = []
+        self.turn_infos: list[dict] = []
         self.actions: list[str] = []
         self.stale_turns: set[int] = set()
         self.flags: list[str] = []
@@ -252,6 +253,7 @@ class EpisodeBuilder:
         self.rewards.append(float(reward))
         self.components.append(_json_safe(info.get("reward_components", {})))
         self.info = info
+        self.turn_infos.append(_json_safe(info))
         self.terminated, self.truncated = bool(terminated), bool(truncated)
         done = self.terminated or self.truncated
         if not done:
@@ -316,6 +318,7 @@ class EpisodeBuilder:
             stale_logprob_turns=stale,
             retokenization=retok,
             flags=self.flags,
+            turn_infos=self.turn_infos,
         )
 
     def check_retokenization(self, ids: list[int]) -> dict:

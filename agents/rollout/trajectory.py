@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ class Trajectory:
     ``input_ids`` in order; ``images`` are the same images as the model saw them (resized).
     ``rewards[k]`` and ``reward_components[k]`` are the env's for turn k; ``info`` is the
     env's final info (``answer``, ``golds``, ``f1``, ``em``, ... for arft envs) plus the
-    reset info under ``"reset"``.
+    reset info under ``"reset"``; ``turn_infos[k]`` is the env's info of turn k as it was
+    returned (``tool_status``, ``repair``, ... for arft envs), JSON-safe.
     """
 
     env_id: str
@@ -62,6 +63,7 @@ class Trajectory:
     stale_logprob_turns: list[int] = field(default_factory=list)
     retokenization: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    turn_infos: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def episode_return(self) -> float:
@@ -104,7 +106,9 @@ class Trajectory:
     def from_record(
         cls, record: dict, image_dir: str | Path | None = None, policy: Policy | None = None
     ) -> Trajectory:
-        """Rebuild a trajectory; with ``policy``, its pixel values are recomputed."""
+        """Rebuild a trajectory; with ``policy``, its pixel values are recomputed. A field
+        with a default that the record lacks (a file written before the field existed) takes
+        its default."""
         env_images = []
         if image_dir is not None:
             from PIL import Image
@@ -131,6 +135,7 @@ class Trajectory:
             if f.name in rebuilt
             else _READ.get(f.name, _same)(record[f.name])
             for f in fields(cls)
+            if f.name in rebuilt or f.name in record or f.default_factory is MISSING
         }
         return cls(**values)
 
