@@ -171,6 +171,11 @@ class TrainConfig:
     sft_steps: int = option(0, "supervised steps on scripted-expert episodes before RL (0: none)")
     sft_learning_rate: float = option(1e-4, "AdamW learning rate of the warm start (linear decay)")
     sft_batch_size: int = option(8, "expert episodes per warm-start step on each process")
+    sft_micro_batch_size: int | None = option(
+        None,
+        "expert episodes per forward pass of the warm start (memory; None: sft_batch_size / "
+        "gradient_accumulation_steps, rounded up); gradients add up to the whole step's",
+    )
     sft_episodes: int = option(64, "expert episodes to learn from (spread over processes)")
     # ---------------------------------------------------------------- checkpoints and logs
     save_every: int = option(50, "checkpoint every this many steps (and at the end; 0: end only)")
@@ -339,6 +344,10 @@ class TrainConfig:
         need(self.sft_steps >= 0, f"sft_steps must be >= 0, got {self.sft_steps}")
         need(self.sft_learning_rate > 0, "sft_learning_rate must be > 0")
         need(self.sft_batch_size >= 1, "sft_batch_size must be >= 1")
+        need(
+            self.sft_micro_batch_size is None or self.sft_micro_batch_size >= 1,
+            f"sft_micro_batch_size must be >= 1 or None, got {self.sft_micro_batch_size}",
+        )
         need(self.sft_episodes >= 1, "sft_episodes must be >= 1")
         need(self.save_every >= 0, f"save_every must be >= 0, got {self.save_every}")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")

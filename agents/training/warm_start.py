@@ -15,6 +15,8 @@ text up to its closing tag, where the rollout's stop strings end generation.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +27,7 @@ import torch
 
 from agents.policy import Generation, Policy
 from agents.rollout import EpisodeBuilder, RolloutConfig, Trajectory
-from agents.training.batch import token_batch
+from agents.training.batch import micro_batches, token_batch
 from agents.training.config import TrainConfig, derive, env_name
 from agents.training.metrics import MetricsWriter
 from agents.training.optim import attach_lora
@@ -109,14 +111,67 @@ def expert_trajectories(
 
 
 def sft_loss(
-    policy: Policy, trajectories: Sequence[Trajectory], model: Any = None
+    policy: Policy,
+    trajectories: Sequence[Trajectory],
+    model: Any = None,
+    tokens: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """``(loss, tokens)``: the mean negative log-likelihood of the trajectories' model turns
-    (every model token weighs the same), and how many tokens it averages over."""
+    (every model token weighs the same), and how many tokens it averages over.
+
+    ``tokens`` divides the summed NLL instead of the trajectories' own token count: a
+    micro-batch's share of a larger batch's mean (see :func:`sft_backward`)."""
     batch, mask = token_batch(policy, trajectories)
     logp, _ = policy.forward_logprobs(batch, mask=mask, model=model)
-    tokens = int(mask.sum())
+    count = int(mask.sum())
+    tokens = count if tokens is None else tokens
     return -(logp * mask).sum() / max(tokens, 1), tokens
+
+
+def sft_micro_batch(config: TrainConfig) -> int:
+    """Expert episodes per forward pass of the warm start: ``sft_micro_batch_size``, else
+    ``sft_batch_size`` split over ``gradient_accumulation_steps`` (rounded up)."""
+    if config.sft_micro_batch_size:
+        return config.sft_micro_batch_size
+    return math.ceil(config.sft_batch_size / config.gradient_accumulation_steps)
+
+
+def sft_backward(
+    policy: Policy,
+    trajectories: Sequence[Trajectory],
+    micro_batch: int,
+    *,
+    accelerator=None,
+    model: Any = None,
+) -> tuple[torch.Tensor, int]:
+    """Backward of :func:`sft_loss` over ``trajectories``, ``micro_batch`` episodes per
+    forward pass; returns the batch's ``(loss, tokens)`` (the loss detached).
+
+    Each micro-batch's summed NLL is divided by the whole batch's token count, so the
+    gradients that add up are those of one pass over the whole batch (within float
+    rounding), while the activations alive at once are one micro-batch's: peak memory is set
+    by ``micro_batch``. Under DDP (``accelerator`` given) gradients are synchronised on the
+    last micro-batch only; the forward passes run under the accelerator's autocast."""
+    tokens = sum(sum(t.assistant_mask) for t in trajectories)
+    chunks = micro_batches(range(len(trajectories)), math.ceil(len(trajectories) / micro_batch))
+    total = torch.zeros(())
+    for k, chunk in enumerate(chunks):
+        last = k == len(chunks) - 1
+        no_sync = (
+            contextlib.nullcontext() if accelerator is None or last else accelerator.no_sync(model)
+        )
+        autocast = contextlib.nullcontext() if accelerator is None else accelerator.autocast()
+        with no_sync:
+            with autocast:
+                loss, _ = sft_loss(
+                    policy, [trajectories[i] for i in chunk], model=model, tokens=tokens
+                )
+            if accelerator is None:
+                loss.backward()
+            else:
+                accelerator.backward(loss)
+        total = total + loss.detach().float().cpu()
+    return total, tokens
 
 
 def warm_start(
@@ -130,7 +185,10 @@ def warm_start(
     """``config.sft_steps`` supervised steps on ``config.sft_episodes`` expert episodes
     (spread over the processes), then save the warm-started model (LoRA merged) to
     ``run_dir.sft_model`` and mark it done. ``policy.model`` is the trained model afterwards.
-    Logs one ``sft_metrics.jsonl`` line per step."""
+    Logs one ``sft_metrics.jsonl`` line per step.
+
+    A step's ``sft_batch_size`` episodes go through the model :func:`sft_micro_batch` at a
+    time (:func:`sft_backward`): one optimizer update per step whatever the micro-batch."""
     cfg = config
     acc = accelerator
     world, rank = acc.num_processes, acc.process_index
@@ -159,7 +217,9 @@ def warm_start(
     )
     model, optimizer = acc.prepare(policy.model, optimizer)
     accumulation = acc.gradient_accumulation_steps
-    acc.gradient_accumulation_steps = 1  # a warm-start step is one batch
+    # sft_backward scales each micro-batch itself; accelerate's own division must not apply
+    acc.gradient_accumulation_steps = 1
+    micro = sft_micro_batch(cfg)
     generator = torch.Generator().manual_seed(cfg.seed * 7 + rank)
     run_dir.truncate_jsonl("sft_metrics.jsonl", "sft_step", 0)
     writer.open("sft", purge_step=1)
@@ -170,14 +230,14 @@ def warm_start(
         index = torch.randint(
             len(demos), (min(cfg.sft_batch_size, len(demos)),), generator=generator
         )
-        with acc.autocast():
-            loss, tokens = sft_loss(policy, [demos[i] for i in index.tolist()], model=model)
-        acc.backward(loss)
+        loss, tokens = sft_backward(
+            policy, [demos[i] for i in index.tolist()], micro, accelerator=acc, model=model
+        )
         grad_norm = acc.clip_grad_norm_(params, cfg.max_grad_norm or float("inf"))
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_value = float(acc.reduce(loss.detach(), "mean"))
+        loss_value = float(acc.reduce(loss.to(acc.device), "mean"))
         record = {
             "sft_step": step,
             "loss": loss_value,
