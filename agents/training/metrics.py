@@ -71,6 +71,8 @@ def episode_summary(t: Trajectory) -> dict[str, Any]:
             components[name] = components.get(name, 0.0) + float(value)
     info = t.info
     return {
+        "group": t.group,
+        "rewards": [float(r) for r in t.rewards],
         "return": t.episode_return,
         "components": components,
         "f1": float(info.get("f1", 0.0) or 0.0),
@@ -113,6 +115,15 @@ def step_metrics(
         "episodes": len(episodes),
         "reward_mean": float(returns.mean()),
         "reward_std": float(returns.std()),
+        # the share of groups whose episodes' rewards differ: a group-relative advantage
+        # (GRPO, RLOO, ...) is 0 on every episode of the others
+        "groups_with_signal": groups_with_signal(
+            [
+                (p, e["group"], e["rewards"])
+                for p, part in enumerate(parts)
+                for e in part["episodes"]
+            ]
+        ),
     }
     names = sorted({k for e in episodes for k in e["components"]})
     for name in names:
@@ -144,11 +155,24 @@ def step_metrics(
     return metrics
 
 
+def groups_with_signal(episodes: Sequence[tuple[Any, int, Sequence[float]]]) -> float:
+    """The share of groups with a learning signal, from ``(process, group, turn rewards)``
+    of each episode: a group has one when its episodes did not all earn the same rewards,
+    turn by turn (the same returns and the same per-turn rewards leave every group-relative
+    advantage at 0, whether credit is per episode or per turn). 0.0 without episodes."""
+    groups: dict[tuple[Any, int], set[tuple[float, ...]]] = {}
+    for process, group, rewards in episodes:
+        groups.setdefault((process, group), set()).add(tuple(float(r) for r in rewards))
+    if not groups:
+        return 0.0
+    return sum(len(v) > 1 for v in groups.values()) / len(groups)
+
+
 #: Tensorboard groups: a metric whose name starts with one of these keeps its name.
 TAG_GROUPS = ("train/", "rollout/", "time/", "tools/")
 _ROLLOUT_KEYS = frozenset(
-    {"episodes", "reward_mean", "reward_std", "f1", "em", "turns", "format_errors",
-     "tool_failures", "truncated", "stopped_at_length"}
+    {"episodes", "reward_mean", "reward_std", "groups_with_signal", "f1", "em", "turns",
+     "format_errors", "tool_failures", "truncated", "stopped_at_length"}
 )  # fmt: skip
 
 
@@ -168,8 +192,9 @@ class TrainingHealth:
 
     - **tool-use collapse**: ``tools/calls_per_turn`` below ``collapse_fraction`` of its first
       step's value (the policy learned to stop calling tools);
-    - **no learning signal**: a step whose every group has reward std 0 (``reward_std`` 0
-      over the step, or ``groups_with_signal`` 0 when the algorithm logs it).
+    - **no learning signal**: a step in which no group's episodes differ in their rewards
+      (``groups_with_signal`` 0, :func:`groups_with_signal`; for a metrics line without it,
+      ``reward_std`` 0 over the step), so that every group-relative advantage is 0.
     """
 
     def __init__(self, collapse_fraction: float = 0.5):
@@ -197,12 +222,15 @@ class TrainingHealth:
                 "collapse. Try a warm start on expert episodes (sft_steps), a reward that pays "
                 "tool calls, a higher temperature, or a smaller learning rate"
             )
-        if metrics.get("reward_std") == 0.0 and "no_signal" not in self.warned:
+        signal = metrics.get("groups_with_signal")
+        silent = signal == 0.0 if signal is not None else metrics.get("reward_std") == 0.0
+        if silent and "no_signal" not in self.warned:
             self.warned.add("no_signal")
             out.append(
-                f"step {metrics.get('step')}: every group has reward std 0, so every advantage "
-                "is 0 and the step learns nothing. Try a warm start (sft_steps), an easier env, "
-                "or a higher temperature"
+                f"step {metrics.get('step')}: every group has reward std 0 (its episodes all "
+                "earned the same rewards), so every group-relative advantage is 0 and the step "
+                "learns nothing. Try a warm start (sft_steps), an easier env, or a higher "
+                "temperature"
             )
         return out
 

@@ -1,6 +1,7 @@
 """Tool-health telemetry: the step's tools/* rates, grouped tensorboard tags, and the
 collapse and no-signal warnings (each once)."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ from agents.training.metrics import (
     Clock,
     TrainingHealth,
     episode_summary,
+    groups_with_signal,
     step_metrics,
     tensorboard_tag,
 )
@@ -52,7 +54,49 @@ def test_the_collapse_warning_fires_once_when_the_rate_falls_below_the_fraction(
 
 def test_the_no_signal_warning_fires_once():
     health = TrainingHealth()
-    stds = [0.3, 0.0, 0.2, 0.0]
+    stds = [0.3, 0.0, 0.2, 0.0]  # a metrics line without groups_with_signal: the step's std
     fired = [health.check({"step": i, "reward_std": s}) for i, s in enumerate(stds)]
     assert [bool(w) for w in fired] == [False, True, False, False]
     assert "reward std 0" in fired[1][0] and "easier env" in fired[1][0]
+
+
+def test_groups_with_signal_is_the_share_of_groups_whose_rewards_differ():
+    cases = [  # (process, group, per-turn rewards) of each episode -> share with a signal
+        ([(0, 0, [1, 0]), (0, 0, [1, 0]), (0, 1, [1, 1]), (0, 1, [1, 1])], 0.0),
+        ([(0, 0, [1, 0]), (0, 0, [1, 1]), (0, 1, [1, 1]), (0, 1, [1, 1])], 0.5),
+        # the same return, credited differently turn by turn: a per-turn signal
+        ([(0, 0, [1, 0]), (0, 0, [0, 1])], 1.0),
+        # group 0 of two processes is two groups
+        ([(0, 0, [1]), (0, 0, [1]), (1, 0, [0]), (1, 0, [1])], 0.5),
+        ([(0, 0, [2])], 0.0),  # a group of one has no one to compare with
+        ([], 0.0),
+    ]
+    for episodes, share in cases:
+        assert groups_with_signal(episodes) == share, episodes
+
+
+def test_a_step_of_groups_each_with_std_0_warns_though_its_overall_std_is_not_0(tiny_policy):
+    env = gym.make("EasyMATCoding-v0", degradations=["dark"], holdout=1)
+    base = expert_episode(tiny_policy, env, seed=1)
+    env.close()
+
+    def episode(group, rewards):
+        return dataclasses.replace(base, group=group, rewards=list(rewards))
+
+    accelerator = SimpleNamespace(num_processes=1)
+    # every group's episodes earned the same rewards, but the groups differ from each other
+    flat = [episode(0, [1, 1, 1]), episode(0, [1, 1, 1]), episode(1, [0, 0, 1])]
+    flat.append(episode(1, [0, 0, 1]))
+    metrics = step_metrics(3, flat, {}, Clock(), accelerator)
+    assert metrics["reward_std"] > 0 and metrics["groups_with_signal"] == 0.0
+    health = TrainingHealth()
+    warnings = health.check(metrics)
+    assert len(warnings) == 1 and warnings[0].startswith("step 3: every group has reward std 0")
+    assert "warm start" in warnings[0] and "temperature" in warnings[0]
+    assert health.check(metrics) == []  # once
+    # one group with different rewards: a signal, no warning
+    mixed = [*flat[:3], episode(1, [0, 1, 1])]
+    metrics = step_metrics(4, mixed, {}, Clock(), accelerator)
+    assert metrics["groups_with_signal"] == 0.5
+    assert TrainingHealth().check(metrics) == []
+    assert tensorboard_tag("groups_with_signal") == "rollout/groups_with_signal"
