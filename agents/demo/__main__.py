@@ -63,7 +63,7 @@ from typing import Any
 
 from agents.demo.annotator import MislabellingExpert
 from agents.demo.measure import Evaluation, evaluate_success, paired_gain
-from agents.demo.report import plot_rewards, print_summary
+from agents.demo.report import format_rate, format_statuses, plot_rewards, print_summary
 from arft_envs.tasks.coding.easy import ENV_ID, EasyCoding
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "easy_coding_tiny.yaml"
@@ -215,10 +215,17 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
                 holdout,
                 temperature=settings.temperature,
                 samples=settings.eval_samples,
+                desc=f"held-out {label}, sampled",
                 **common,
             ),
             "greedy": evaluate_success(
-                trainer.policy, tasks, holdout, temperature=0.0, samples=1, **common
+                trainer.policy,
+                tasks,
+                holdout,
+                temperature=0.0,
+                samples=1,
+                desc=f"held-out {label}, greedy",
+                **common,
             ),
         }
         s, g = out["sampled"], out["greedy"]
@@ -226,7 +233,8 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
             f"[{time.perf_counter() - start:4.0f}s] held-out {label:<11} success {s.success:.3f} "
             f"sampled (T={settings.temperature}), {g.success:.3f} greedy; diagnosis "
             f"{s.diagnosis:.3f}, well-formed {s.well_formed:.3f}, code ran {s.code_ran:.3f}, "
-            f"answer F1 {s.answer_f1:.3f} ({time.perf_counter() - t:.0f}s)",
+            f"repaired {format_rate(s.repaired)}, answer F1 {s.answer_f1:.3f}; tool calls "
+            f"{format_statuses(s.tool_status)} ({time.perf_counter() - t:.0f}s)",
             flush=True,
         )
         return out

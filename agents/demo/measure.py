@@ -1,5 +1,6 @@
 """How the demo measures a policy on the held-out tasks: what one episode achieved
-(:func:`episode_success`), the rates over many (:func:`evaluate_success`), and the change
+(:func:`episode_success`, :func:`repaired`), the rates over many (:func:`evaluate_success`,
+with the tool calls by status, :func:`tool_status_counts`), and the change
 between two evaluations of the same tasks with a bootstrap interval (:func:`paired_gain`).
 
 What a task is (its degradation, so whether it needs a repair) is read from its
@@ -39,15 +40,22 @@ class Evaluation:
     episodes: int
     trajectories: list = field(default_factory=list, repr=False)
     flags: list[dict[str, bool]] = field(default_factory=list, repr=False)
+    repaired: float | None = None
+    tool_status: dict[str, int] = field(default_factory=dict)
 
-    def row(self) -> dict[str, float]:
+    def row(self) -> dict[str, Any]:
+        """The rates of :meth:`summary.json <agents.demo.__main__.run_demo>`'s held-out table;
+        ``repaired`` is None where the env measured no repair, and ``tool_status`` counts
+        the tool calls by status (``ok``, ``error``, ``timeout``, ``bad_result``, ...)."""
         return {
             "success": self.success,
             "diagnosis": self.diagnosis,
             "well_formed": self.well_formed,
             "code_ran": self.code_ran,
+            "repaired": self.repaired,
             "answer_f1": self.answer_f1,
             "mean_return": self.mean_return,
+            "tool_status": dict(self.tool_status),
         }
 
 
@@ -71,11 +79,15 @@ def _needs_code(trajectory, task: Task | None) -> bool:
     return gold_kind(task) != "none"
 
 
-def episode_success(trajectory, task: Task | None = None) -> dict[str, bool]:
+def episode_success(trajectory, task: Task | None = None) -> dict[str, bool | None]:
     """What one MAT-Coding episode achieved: exact diagnosis, all turns well-formed, the
     repair ran (when the task has a degradation), an answer given; ``success`` is all of them.
-    Whether there was something to repair is read from the env's reset info, or from ``task``
-    (the episode's :class:`Task` record) for an env that does not report it."""
+    Whether there was something to repair is read from the env's final info, or from ``task``
+    (the episode's :class:`Task` record) for an env that does not report it.
+
+    ``repaired`` (not part of ``success``): a code turn measurably restored the image
+    (:func:`repaired`); True where there was nothing to repair, None where the env measured
+    no repair (a task without a clean image)."""
     totals: dict[str, float] = {}
     formats = []
     for turn in trajectory.reward_components:
@@ -92,7 +104,33 @@ def episode_success(trajectory, task: Task | None = None) -> dict[str, bool]:
         "well_formed": well_formed,
         "code_ran": code_ran,
         "success": diagnosis and well_formed and code_ran,
+        "repaired": repaired(trajectory) if needs_code else True,
     }
+
+
+def repaired(trajectory) -> bool | None:
+    """Whether one of the episode's code turns measurably restored its image
+    (``info["repair"]["improved"]`` of a turn, :mod:`arft_envs.repair`): False when no code
+    turn ran or none improved it, None when the code ran but the env had no clean image to
+    measure it against."""
+    reports = [i["repair"] for i in trajectory.turn_infos if "repair" in i]
+    if any(r is not None and r.get("improved") for r in reports):
+        return True
+    if reports and all(r is None for r in reports):
+        return None
+    return False
+
+
+def tool_status_counts(trajectories: Sequence) -> dict[str, int]:
+    """Tool calls by status over the episodes' turns (``info["tool_status"]``; turns that
+    called no tool, an answer or a format error, are not counted), most frequent first."""
+    counts: dict[str, int] = {}
+    for t in trajectories:
+        for info in t.turn_infos:
+            status = info.get("tool_status")
+            if status is not None:
+                counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def evaluate_success(
@@ -108,15 +146,22 @@ def evaluate_success(
     max_turns: int = 4,
     seed: int = 0,
     num_envs: int = 16,
+    progress: bool | None = None,
+    desc: str = "held-out",
 ) -> Evaluation:
     """Play ``samples`` episodes on each of ``task_ids`` (sampled at ``temperature``, 0 for
     greedy, seeded) and measure them with :func:`episode_success`; ``tasks`` is the task
-    source the env draws from (for each task's record)."""
+    source the env draws from (for each task's record). ``progress``: a bar of finished
+    episodes named ``desc`` on stderr, as ``arft eval`` draws it (None: on a terminal only)."""
     import torch
 
+    from agents.evaluate import _count_episodes, _progress_bar
     from agents.rollout import RolloutConfig, collect, make_envs
 
     envs = make_envs(env_id, min(num_envs, len(task_ids) * samples), **(env_kwargs or {}))
+    bar = _progress_bar(len(task_ids) * samples, desc, progress)
+    bar.set_description(desc)
+    _count_episodes(envs, bar)
     config = RolloutConfig(
         group_size=samples,
         max_new_tokens=max_new_tokens,
@@ -128,12 +173,15 @@ def evaluate_success(
         policy.model.eval()
         with torch.no_grad():
             trajectories = collect(policy, envs, config, task_ids=list(task_ids), env_id=env_id)
+        bar.update(bar.total - bar.n)  # the episodes that were still running
     finally:
+        bar.close()
         envs.close()
     flags = [episode_success(t, tasks.get(t.task_id)) for t in trajectories]
 
-    def rate(key: str) -> float:
-        return float(np.mean([f[key] for f in flags]))
+    def rate(key: str) -> float | None:
+        known = [f[key] for f in flags if f[key] is not None]
+        return float(np.mean(known)) if known else None
 
     return Evaluation(
         success=rate("success"),
@@ -145,6 +193,8 @@ def evaluate_success(
         episodes=len(trajectories),
         trajectories=trajectories,
         flags=flags,
+        repaired=rate("repaired"),
+        tool_status=tool_status_counts(trajectories),
     )
 
 

@@ -1,5 +1,6 @@
 """The demo's outputs for a reader: the training reward curve as a PNG
-(:func:`plot_rewards`) and the held-out table printed at the end (:func:`print_summary`)."""
+(:func:`plot_rewards`) and the held-out table printed at the end (:func:`print_summary`,
+with the tool calls of each phase by status)."""
 
 from __future__ import annotations
 
@@ -88,20 +89,41 @@ def plot_rewards(run_dir: str | Path, path: str | Path, results: dict | None = N
     return Path(path)
 
 
+#: The columns of the held-out table, in order (``repaired``: a code turn measurably restored
+#: the image, :func:`agents.demo.measure.repaired`).
+TABLE_KEYS = (
+    "success", "diagnosis", "well_formed", "code_ran", "repaired", "answer_f1", "mean_return",
+)  # fmt: skip
+
+
+def format_rate(value: float | None, width: int = 0) -> str:
+    """A rate to three decimals, ``n/a`` for None (nothing measured)."""
+    return f"{'n/a' if value is None else f'{value:.3f}':>{width}}"
+
+
+def format_statuses(counts: dict[str, int]) -> str:
+    """Tool calls by status as ``"180 ok, 12 error"`` (``"none"`` without calls)."""
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
+
+
 def print_summary(summary: dict) -> None:
-    """Print the held-out rates of each phase (sampled and greedy) and GRPO − SFT."""
+    """Print the held-out rates of each phase (sampled and greedy), its tool calls by status,
+    and GRPO − SFT."""
     rows = summary["heldout"]
     settings = summary["settings"]
-    keys = ("success", "diagnosis", "well_formed", "code_ran", "answer_f1", "mean_return")
     counts = summary["episodes_per_eval"]
     for mode, label in (
         ("sampled", f"sampled at T={settings['temperature']}, {counts['sampled']} episodes"),
         ("greedy", f"greedy, {counts['greedy']} episodes"),
     ):
         print(f"\nheld-out, {label}")
+        keys = [k for k in TABLE_KEYS if any(k in row[mode] for row in rows.values())]
         print(f"{'':<11}" + "".join(f"{k:>12}" for k in keys))
         for name, row in rows.items():
-            print(f"{name:<11}" + "".join(f"{row[mode][k]:>12.3f}" for k in keys))
+            print(f"{name:<11}" + "".join(format_rate(row[mode].get(k), 12) for k in keys))
+        for name, row in rows.items():
+            if "tool_status" in row[mode]:
+                print(f"  tool calls, {name:<9}: {format_statuses(row[mode]['tool_status'])}")
     for mode, gain in summary.get("grpo_minus_sft", {}).items():
         low, high = gain["ci95"]
         print(

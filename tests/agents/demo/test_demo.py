@@ -93,6 +93,7 @@ def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_pol
         "well_formed": True,
         "code_ran": True,
         "success": True,
+        "repaired": True,
     }
     # The env's own report of the degradation (final info; never at reset, where it would leak
     # the diagnosis) is read first; the record is the fallback, and without either the measure
@@ -107,7 +108,13 @@ def test_success_needs_the_diagnosis_well_formed_turns_and_working_code(tiny_pol
         episode_success(unreported)
     bad = _bad_episode(tiny_policy, env, seed=1)
     flags = episode_success(bad, env.unwrapped.tasks.get(bad.task_id))
-    assert flags == {"diagnosis": False, "well_formed": False, "code_ran": False, "success": False}
+    assert flags == {
+        "diagnosis": False,
+        "well_formed": False,
+        "code_ran": False,
+        "success": False,
+        "repaired": False,
+    }
     for kinds, ran in ((["none"], True), (["dark"], False)):  # no repair needed / not run
         info = {**bad.info, "degradations": kinds}
         assert episode_success(dataclasses.replace(bad, info=info))["code_ran"] is ran
@@ -156,6 +163,8 @@ def test_a_miniature_demo_writes_its_outputs(tmp_path):
     assert summary["episodes_per_eval"] == {"sampled": 2, "greedy": 2}
     assert set(summary["grpo_minus_sft"]) == {"sampled", "greedy"}
     assert summary["grpo_minus_sft"]["sampled"]["tasks"] == 2
+    final = summary["heldout"]["grpo"]["sampled"]
+    assert "repaired" in final and sum(final["tool_status"].values()) >= 0
     assert (tmp_path / "reward_curve.png").is_file()
     assert "data:image/png" in (tmp_path / "heldout.html").read_text()
     assert (tmp_path / "train" / "metrics.jsonl").is_file()
