@@ -9,6 +9,10 @@ template, behind the few calls an agent loop and a trainer need.
 - :meth:`Policy.render` turns an env conversation (roles system/user/assistant/tool, image
   parts where they sit) into the model's chat-template text; :meth:`Policy.encode` turns that
   text into ids with each image placeholder expanded to the image's token count.
+- :meth:`Policy.tool_calling` sets up native tool calls (an env in
+  ``action_format="tool_calls"``): the env's ``tool_schemas`` go to the template's ``tools=``,
+  a parser for the model's family (:mod:`~agents.policy.tool_parsers`) reads its calls and
+  names the string that closes one; the template is audited first.
 - :meth:`Policy.generate` samples one assistant turn for a batch of prompts, stopping at EOS
   or at an action's closing tag, and returns the ids verbatim with their log-probs.
 - :meth:`Policy.forward_logprobs` scores given tokens (with their images) in one batched,
@@ -29,6 +33,7 @@ The class is a façade; each concern lives in its own module: :mod:`~agents.poli
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +44,12 @@ import torch
 
 from agents.images import ImageBudget, ImageGeometry
 from agents.models import families
-from agents.policy import chat, generation, scoring
+from agents.policy import chat, generation, scoring, tool_parsers
 from agents.policy.chat import SENTINEL, TemplateError
 from agents.policy.generation import ACTION_STOP_STRINGS, Generation
 from agents.policy.loading import DTYPES, LoraSettings, _apply_lora, apply_lora, load
 from agents.policy.scoring import ModelInput
+from agents.policy.tool_parsers import ToolCalling, ToolParserError
 
 __all__ = [
     "ACTION_STOP_STRINGS",
@@ -54,6 +60,8 @@ __all__ = [
     "ModelInput",
     "Policy",
     "TemplateError",
+    "ToolCalling",
+    "ToolParserError",
     "_apply_lora",
     "apply_lora",
 ]
@@ -71,6 +79,7 @@ class Policy:
     image_budget: ImageBudget = field(default_factory=ImageBudget)
     name: str = ""
     role_map: dict[str, str] = field(default_factory=dict)
+    template_source: str = ""
 
     def __post_init__(self):
         tok = self.tokenizer
@@ -90,6 +99,7 @@ class Policy:
         )
         self._suppressed = generation.suppressed_ids(tok, self.model, self.eos_token_ids)
         self._finals_cache: dict[frozenset[str], frozenset[int]] = {}
+        self._tool_calling: dict[str, ToolCalling] = {}
         self._clean_generation_config = generation._clean_generation_config(
             self.model.generation_config, eos, self.pad_token_id
         )
@@ -147,6 +157,7 @@ class Policy:
             parts.geometry,
             parts.image_budget,
             parts.name,
+            template_source=parts.template_source,
         )
 
     @property
@@ -185,11 +196,27 @@ class Policy:
         messages: Sequence[dict],
         shown: Sequence[bool] | None = None,
         add_generation_prompt: bool = False,
+        tools: Sequence[dict] | None = None,
     ) -> str:
-        """The chat-template text of an env conversation, one placeholder per shown image."""
+        """The chat-template text of an env conversation, one placeholder per shown image;
+        ``tools`` (function schemas, an env's ``tool_schemas``) go to the template's
+        ``tools=``, and assistant ``tool_calls`` and ``tool`` messages' names are passed on."""
         return chat.apply_template(
-            self, self.template_messages(messages, shown), add_generation_prompt
+            self, self.template_messages(messages, shown), add_generation_prompt, tools
         )
+
+    def tool_calling(self, tools: Sequence[dict]) -> ToolCalling:
+        """Native tool calls with these function schemas: the parser of the model's family
+        (chosen from its tokenizer and template; :class:`ToolParserError` when none fits),
+        after the start-up audit of the template (:func:`agents.policy.chat.check_tool_calling`:
+        ``tools=`` rendered, ``tool_calls`` rendered, tool images kept, append-only)."""
+        key = json.dumps(list(tools), sort_keys=True, default=str)
+        cached = self._tool_calling.get(key)
+        if cached is None:
+            parser = tool_parsers.parser_for(self.tokenizer, self.chat_template, self.name)
+            chat.check_tool_calling(self, tools)
+            cached = self._tool_calling[key] = ToolCalling(tuple(tools), parser)
+        return cached
 
     def encode(self, text: str, image_tokens: Sequence[int] = ()) -> list[int]:
         """Token ids of chat-template text; the i-th image placeholder becomes

@@ -53,6 +53,7 @@ class Loaded:
     geometry: ImageGeometry | None
     image_budget: ImageBudget
     name: str
+    template_source: str = ""
 
 
 def load(
@@ -88,7 +89,9 @@ def load(
             source.path, torch_dtype, attn_implementation
         )
     name = source.spec
-    template = _resolve_template(chat_template, tokenizer, source.path or name_or_path)
+    template, template_source = _resolve_template(
+        chat_template, tokenizer, source.path or name_or_path
+    )
     geometry = None
     if image_processor is not None:
         geometry = families.geometry(image_processor, budget)
@@ -106,7 +109,9 @@ def load(
 
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     model.eval()
-    return Loaded(model, tokenizer, template, image_processor, geometry, budget, name)
+    return Loaded(
+        model, tokenizer, template, image_processor, geometry, budget, name, template_source
+    )
 
 
 def apply_lora(model: Any, lora: LoraSettings) -> Any:
@@ -164,24 +169,26 @@ def _load_local(path: Path, torch_dtype: torch.dtype, attn_implementation: str |
     return model, tokenizer, None
 
 
-def _resolve_template(override, tokenizer, name_or_path) -> str:
-    """The chat template: the override, else the checkpoint's (tokenizer or processor file)."""
+def _resolve_template(override, tokenizer, name_or_path) -> tuple[str, str]:
+    """The chat template: the override, else the checkpoint's (tokenizer or processor file),
+    and where it came from (for messages)."""
     if override is not None:
         text = str(override)
         if "{" not in text and Path(text).is_file():
-            return Path(text).read_text(encoding="utf-8")
-        return text
+            return Path(text).read_text(encoding="utf-8"), f"the chat_template file {text}"
+        return text, "the chat_template= override"
     template = getattr(tokenizer, "chat_template", None)
     if isinstance(template, dict):
         template = template.get("default")
     if template:
-        return template
+        return template, f"the tokenizer's chat template of {name_or_path}"
     folder = Path(str(name_or_path))
     for name in ("chat_template.jinja", "chat_template.json"):
         file = folder / name
         if file.is_file():
             text = file.read_text(encoding="utf-8")
-            return json.loads(text)["chat_template"] if name.endswith(".json") else text
+            text = json.loads(text)["chat_template"] if name.endswith(".json") else text
+            return text, str(file)
     raise TemplateError(
         f"{name_or_path}: no chat template in the checkpoint; pass chat_template= a Jinja template"
     )

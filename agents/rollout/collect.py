@@ -9,18 +9,27 @@ one's reset reports ``info["task_id"]`` and the others reset with ``options={"ta
 The loop is three steps over a slot table (:class:`_Collection`): start an episode in each free
 slot, generate one turn for the live slots (ending those at the turn cap or a full context),
 and step the vector env and record each reply.
+
+**Action formats.** What a turn is and where it stops come from the env (:class:`EnvActions`):
+an env in ``action_format="tags"`` stops a turn at the closing tag of any of its tools (its
+``action_tags``, user tools included); an env in ``"tool_calls"`` (an ``AssistantTurn`` action
+space) has its ``tool_schemas`` rendered through the template's ``tools=``, a turn stops where
+the model's family closes a call (``</tool_call>``), and the family's parser turns the text
+into the assistant message the env takes (:meth:`agents.policy.Policy.tool_calling`, which
+audits the template first). The token sequence is the same token-in/token-out one either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.policy import Generation, ModelInput, Policy
+from agents.policy import ACTION_STOP_STRINGS, Generation, ModelInput, Policy, ToolCalling
 from agents.rollout.config import SAFETY_MAX_TURNS, RolloutConfig
 from agents.rollout.episode import EpisodeBuilder
 from agents.rollout.trajectory import Trajectory
@@ -49,14 +58,73 @@ def collect(
     groups = _group_count(groups, task_ids)
     env_id = env_id or _env_id(envs)
     same_step = _same_step_autoreset(envs)
+    actions = EnvActions.of(policy, envs, config)  # audits a tool-calling template first
     if config.seed is not None:
         torch.manual_seed(config.seed)
-    run = _Collection(policy, envs, config, env_id, groups, task_ids, same_step)
+    run = _Collection(policy, envs, config, env_id, groups, task_ids, same_step, actions)
     while run.fill_slots():
         live, generations = run.generate()
         if live:
             run.step(live, generations)
     return [run.results[k] for k in sorted(run.results)]
+
+
+@dataclass(frozen=True)
+class EnvActions:
+    """How the policy's turns become the env's actions: ``stop_strings`` end a turn, ``tools``
+    (function schemas, or None in tag mode) go to the template, and :meth:`action` turns a
+    generated text into what ``env.step`` takes."""
+
+    action_format: str
+    stop_strings: tuple[str, ...]
+    tools: tuple[dict, ...] | None = None
+    calling: ToolCalling | None = None
+
+    @classmethod
+    def of(cls, policy: Policy, envs, config: RolloutConfig) -> EnvActions:
+        """Read the env's action format (from its action space), tool schemas and action
+        tags; ``config.stop_strings``, when set, overrides the env's."""
+        from arft_envs.spaces import AssistantTurn
+
+        space = getattr(envs, "single_action_space", None)
+        if isinstance(space, AssistantTurn):
+            schemas = _sub_env_attr(envs, "tool_schemas")
+            if not schemas:
+                raise ValueError(
+                    f"{_env_id(envs)}: an env in action_format='tool_calls' must publish its "
+                    "tools as env.unwrapped.tool_schemas"
+                )
+            calling = policy.tool_calling(schemas)
+            stops = calling.stop_strings if config.stop_strings is None else config.stop_strings
+            return cls("tool_calls", tuple(stops), calling.tools, calling)
+        stops = config.stop_strings
+        if stops is None:
+            tags = _sub_env_attr(envs, "action_tags")
+            stops = tuple(f"</{t}>" for t in tags) if tags else ACTION_STOP_STRINGS
+        return cls("tags", tuple(stops))
+
+    def action(self, text: str) -> Any:
+        return self.calling.action(text) if self.calling is not None else text
+
+
+def _sub_env_attr(envs, name: str) -> Any:
+    """Attribute ``name`` of the first sub-env (through its wrappers), or None where it has
+    none. An async vector env is asked only when its env class declares the attribute: a
+    missing one would shut the worker down."""
+    if isinstance(envs, gym.vector.AsyncVectorEnv):
+        from gymnasium.envs.registration import load_env_creator
+
+        entry = getattr(getattr(envs, "spec", None), "entry_point", None)
+        try:
+            creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        except (ImportError, AttributeError):
+            return None
+        if creator is None or not hasattr(creator, name):
+            return None
+    try:
+        return envs.get_attr(name)[0]
+    except AttributeError:
+        return None
 
 
 def _group_count(groups: int | None, task_ids: Sequence[str] | None) -> int:
@@ -102,8 +170,10 @@ class _Collection:
         groups: int,
         task_ids: Sequence[str] | None,
         same_step: bool,
+        actions: EnvActions,
     ):
         self.policy, self.envs, self.config, self.env_id = policy, envs, config, env_id
+        self.actions = actions
         self.same_step = same_step
         self.num_envs = int(envs.num_envs)
         self.pending = [(g, m) for g in range(groups) for m in range(config.group_size)]
@@ -158,6 +228,7 @@ class _Collection:
             group=group,
             index=index,
             seed=seed,
+            tools=self.actions.tools,
         )
         self.needs_reset[i] = False
 
@@ -189,7 +260,7 @@ class _Collection:
             max_new_tokens=max_new,
             temperature=config.temperature,
             top_p=config.top_p,
-            stop_strings=config.stop_strings,
+            stop_strings=self.actions.stop_strings,
             batch_size=config.generation_batch_size,
         )
         return live, generations
@@ -201,7 +272,7 @@ class _Collection:
         actions = [IDLE_ACTION] * self.num_envs
         turn_of = dict(zip(live, generations, strict=True))
         for i, gen in turn_of.items():
-            actions[i] = gen.text
+            actions[i] = self.actions.action(gen.text)
         obs, rewards, terms, truncs, infos = self.envs.step(tuple(actions))
         for i in range(self.num_envs):
             done = bool(terms[i]) or bool(truncs[i])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.policy import ACTION_STOP_STRINGS
-
 
 @dataclass
 class RolloutConfig:
@@ -16,8 +14,11 @@ class RolloutConfig:
         max_new_tokens: the most tokens of one assistant turn.
         temperature: sampling temperature; 0 decodes greedily.
         top_p: nucleus sampling (log-probs stay those of the full distribution).
-        stop_strings: a turn ends when its text contains one of these (default: the
-            closing tags of every action).
+        stop_strings: a turn ends when its text contains one of these. None (the default)
+            takes them from the env: in ``action_format="tags"`` the closing tags of its
+            tools (``env.unwrapped.action_tags``, user tools included; the paper's tags for an
+            env that names none), in ``"tool_calls"`` the string that closes a call in the
+            model's family (``</tool_call>`` for Qwen/Hermes). ``()``: no stop strings.
         max_turns: an agent-side turn cap on top of the env's own (None: the env decides;
             a safety cap of 64 turns always applies).
         max_context_tokens: the longest sequence (prompt and turns); None uses the model's
@@ -32,7 +33,7 @@ class RolloutConfig:
     max_new_tokens: int = 512
     temperature: float = 1.0
     top_p: float = 1.0
-    stop_strings: tuple[str, ...] = ACTION_STOP_STRINGS
+    stop_strings: tuple[str, ...] | None = None
     max_turns: int | None = None
     max_context_tokens: int | None = None
     check_retokenization: bool = False
@@ -50,7 +51,8 @@ class RolloutConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_turns is not None and self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1 or None, got {self.max_turns}")
-        self.stop_strings = tuple(self.stop_strings)
+        if self.stop_strings is not None:
+            self.stop_strings = tuple(self.stop_strings)
 
 
 SAFETY_MAX_TURNS = 64

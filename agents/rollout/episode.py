@@ -8,7 +8,9 @@ An episode's token sequence is built, never re-tokenised:
   chat-template *delta*: the text the template adds for the new messages, found by rendering
   the conversation before and after them (with the assistant turn replaced by a sentinel, so
   the model's own text is never re-read). If the model stopped on EOS, the EOS it sampled
-  stands for the template's own closing token.
+  stands for the template's own closing token. In ``action_format="tool_calls"`` every
+  render passes the env's tool schemas as ``tools=``; the sentinel stands for the whole turn,
+  its native calls included, so the calls the env recorded are never re-rendered into it.
 
 So ``assistant_mask`` is exactly 1 on sampled tokens and 0 on prompt and tool tokens, and
 ``old_logprobs`` are the sampling log-probs of those very tokens. With ``check_retokenization``
@@ -59,8 +61,10 @@ class EpisodeBuilder:
         group: int,
         index: int,
         seed: int | None,
+        tools: Sequence[dict] | None = None,
     ):
         self.policy = policy
+        self.tools = tuple(tools) if tools else None  # function schemas, tool_calls mode
         self.config = config
         self.env_id, self.group, self.index, self.seed = env_id, group, index, seed
         self.reset_info = _json_safe(reset_info)
@@ -125,7 +129,7 @@ class EpisodeBuilder:
     # -------------------------------------------------------------- text and ids
 
     def _render(self, messages, add_generation_prompt: bool) -> str:
-        return self.policy.render(messages, self.shown, add_generation_prompt)
+        return self.policy.render(messages, self.shown, add_generation_prompt, self.tools)
 
     def _prompt_segments(self) -> list[tuple[str, list[int]]]:
         """(text, image slot numbers) of every non-generated segment, from the conversation.
@@ -321,6 +325,17 @@ class EpisodeBuilder:
             turn_infos=self.turn_infos,
         )
 
+    def _turn_text(self, k: int) -> str:
+        """The text the template writes for assistant turn k as the env recorded it (its
+        content, and its native tool calls in the family's markup), without the closing."""
+        at = self.assistant_at[k]
+        before = self._render(self.messages[:at], True)
+        full = self._render(self.messages[: at + 1], False)
+        close = self._render(self._probe(at), False).split(SENTINEL, 1)[-1]
+        if full.startswith(before) and full.endswith(close):
+            return full[len(before) : len(full) - len(close)]
+        return _text_of(self.messages[at])
+
     def check_retokenization(self, ids: list[int]) -> dict:
         """Compare the assembled ids with a full re-tokenisation of the conversation."""
         policy = self.policy
@@ -343,7 +358,7 @@ class EpisodeBuilder:
         for k, (text, seg_slots) in enumerate(segments):
             canonical += self._segment_ids(text, seg_slots)
             gen = self.generations[k]
-            content = _text_of(self.messages[self.assistant_at[k]])
+            content = self._turn_text(k)
             sampled = list(gen.token_ids)
             eos = []
             if gen.finish_reason == "eos":
@@ -360,6 +375,8 @@ class EpisodeBuilder:
                     why = "non-canonical tokenisation of the same text"
                 elif "\ufffd" in decoded:
                     why = "sampled bytes are not valid UTF-8 (decoded with replacement characters)"
+                elif self.messages[self.assistant_at[k]].get("tool_calls"):
+                    why = "the template writes the recorded tool call differently from the sampled text"
                 elif decoded.startswith(content):
                     why = "the env truncated the action"
                 else:

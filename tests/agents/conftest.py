@@ -1,4 +1,5 @@
-"""Fixtures for the agent tests: one tiny policy per test process, the toy envs registered."""
+"""Fixtures for the agent tests: one tiny and one tiny-qwen policy per test process (and
+``policy``, parametrised over both), the toy envs registered."""
 
 from __future__ import annotations
 
@@ -22,6 +23,23 @@ def tiny_policy():
     from agents.policy import Policy
 
     return Policy.from_pretrained("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_policy():
+    """``tiny-qwen``: the tiny model with Qwen's real 151k tokenizer and chat template (built
+    once per test process: it is the slower of the two)."""
+    from agents.policy import Policy
+
+    return Policy.from_pretrained("tiny-qwen", device="cpu")
+
+
+@pytest.fixture(scope="session", params=["tiny", "tiny-qwen"])
+def policy(request):
+    """Each test that takes ``policy`` runs with ``tiny`` (its own small vocabulary and
+    template) and with ``tiny-qwen`` (Qwen's real tokenizer and template)."""
+    name = "tiny_policy" if request.param == "tiny" else "tiny_qwen_policy"
+    return request.getfixturevalue(name)
 
 
 @pytest.fixture(scope="session")

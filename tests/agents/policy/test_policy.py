@@ -1,4 +1,6 @@
-"""The policy: log-probs from generation equal a fresh forward pass; stops; templates; loading."""
+"""The policy: log-probs from generation equal a fresh forward pass; stops; templates; loading.
+The tests that take ``policy`` run with ``tiny`` and with ``tiny-qwen`` (Qwen's real tokenizer
+and template)."""
 
 from __future__ import annotations
 
@@ -49,61 +51,61 @@ def assert_logprobs_match(policy, inputs, generations, temperature=1.0, tol=1e-4
 
 
 @pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 0.9), (0.0, 1.0)])
-def test_generation_logprobs_equal_forward_pass(tiny_policy, temperature, top_p):
+def test_generation_logprobs_equal_forward_pass(policy, temperature, top_p):
     inputs = [
-        prompt(tiny_policy, "what colour?", [(100, 150)]),
-        prompt(tiny_policy, "no image here"),
-        prompt(tiny_policy, "two images", [(300, 60), (40, 40)]),
+        prompt(policy, "what colour?", [(100, 150)]),
+        prompt(policy, "no image here"),
+        prompt(policy, "two images", [(300, 60), (40, 40)]),
     ]
     torch.manual_seed(0)
-    gens = tiny_policy.generate(inputs, max_new_tokens=24, temperature=temperature, top_p=top_p)
-    assert_logprobs_match(tiny_policy, inputs, gens, temperature or 1.0)
+    gens = policy.generate(inputs, max_new_tokens=24, temperature=temperature, top_p=top_p)
+    assert_logprobs_match(policy, inputs, gens, temperature or 1.0)
     # Batched generation equals one-at-a-time generation under greedy decoding.
     if temperature == 0.0:
-        alone = [tiny_policy.generate([x], max_new_tokens=24, temperature=0.0)[0] for x in inputs]
+        alone = [policy.generate([x], max_new_tokens=24, temperature=0.0)[0] for x in inputs]
         assert [g.token_ids for g in alone] == [g.token_ids for g in gens]
 
 
-def test_stop_strings_cut_right_after_the_first_occurrence(tiny_policy):
-    inputs = [prompt(tiny_policy, f"question {i}") for i in range(4)]
+def test_stop_strings_cut_right_after_the_first_occurrence(policy):
+    inputs = [prompt(policy, f"question {i}") for i in range(4)]
     torch.manual_seed(1)
-    gens = tiny_policy.generate(inputs, max_new_tokens=40, stop_strings=(" ",))
+    gens = policy.generate(inputs, max_new_tokens=40, stop_strings=(" ",))
     reasons = {g.finish_reason for g in gens}
     assert "stop" in reasons
-    tok = tiny_policy.tokenizer
+    tok = policy.tokenizer
     for g in gens:
         if g.finish_reason == "stop":
             assert " " in tok.decode(g.token_ids)
             assert " " not in tok.decode(g.token_ids[:-1])
 
 
-def test_cut_finds_closing_tags_and_eos(tiny_policy):
-    tok = tiny_policy.tokenizer
+def test_cut_finds_closing_tags_and_eos(policy):
+    tok = policy.tokenizer
     ids = tok("<think> x </think><answer> 4 </answer> trailing", add_special_tokens=False)[
         "input_ids"
     ]
-    cut, reason = tiny_policy._cut(ids, ("</answer>",), window=12)
+    cut, reason = policy._cut(ids, ("</answer>",), window=12)
     assert reason == "stop" and tok.decode(ids[:cut]).endswith("</answer>")
-    eos = tiny_policy.eos_token_ids[0]
-    assert tiny_policy._cut([5, 6, eos, 7], ("</answer>",), 12) == (3, "eos")
-    assert tiny_policy._cut([5, 6, 7], ("</answer>",), 12) == (3, "length")
+    eos = policy.eos_token_ids[0]
+    assert policy._cut([5, 6, eos, 7], ("</answer>",), 12) == (3, "eos")
+    assert policy._cut([5, 6, 7], ("</answer>",), 12) == (3, "length")
 
 
-def test_stop_checks_skip_tokens_that_cannot_end_a_stop_string(tiny_policy):
+def test_stop_checks_skip_tokens_that_cannot_end_a_stop_string(policy):
     from agents.policy import ACTION_STOP_STRINGS
     from agents.policy.generation import _StopOnStrings
 
-    tok = tiny_policy.tokenizer
+    tok = policy.tokenizer
     stops = ACTION_STOP_STRINGS
-    finals = tiny_policy._stop_finals(stops)
+    finals = policy._stop_finals(stops)
     assert finals == {i for i in range(len(tok)) if ">" in tok.decode([i])}
     assert 0 < len(finals) < len(tok) // 4  # most decoding steps decode nothing
-    assert tiny_policy._stop_finals(("结束",)) is None  # a non-ASCII end: check every token
+    assert policy._stop_finals(("结束",)) is None  # a non-ASCII end: check every token
 
     pieces = ["</code>", "</answer>", "<search> q </search", ">", "x>y", " </", "code>", "a b"]
     rng = np.random.default_rng(0)
     window = max(len(s) for s in stops) + 2
-    eos = set(tiny_policy.eos_token_ids)
+    eos = set(policy.eos_token_ids)
     cut_some = 0
     for _ in range(150):
         ids: list[int] = []
@@ -118,7 +120,7 @@ def test_stop_checks_skip_tokens_that_cannot_end_a_stop_string(tiny_policy):
             None,
         )
         expected = (first, "stop") if first and not eos & set(ids[:first]) else None
-        got = tiny_policy._cut(ids, stops, window)
+        got = policy._cut(ids, stops, window)
         if expected:
             assert got == expected, tok.decode(ids)
             cut_some += 1
@@ -132,50 +134,95 @@ def test_stop_checks_skip_tokens_that_cannot_end_a_stop_string(tiny_policy):
     assert cut_some > 30
 
 
-def test_special_tokens_are_never_sampled(tiny_policy):
-    inputs = [prompt(tiny_policy, "x", [(56, 56)]) for _ in range(4)]
+def test_special_tokens_are_never_sampled(policy):
+    inputs = [prompt(policy, "x", [(56, 56)]) for _ in range(4)]
     torch.manual_seed(2)
-    gens = tiny_policy.generate(inputs, max_new_tokens=64, stop_strings=())
-    suppressed = set(tiny_policy._suppressed)
-    assert tiny_policy.image_token_id in suppressed
+    gens = policy.generate(inputs, max_new_tokens=64, stop_strings=())
+    suppressed = set(policy._suppressed)
+    assert policy.image_token_id in suppressed
     assert not suppressed & {t for g in gens for t in g.token_ids}
 
 
-def test_forward_logprobs_mask_and_entropy(tiny_policy):
-    x = prompt(tiny_policy, "entropy", [(80, 80)])
-    batch = tiny_policy.collate([x, ModelInput(x.input_ids[:10])])
+def test_forward_logprobs_mask_and_entropy(policy):
+    x = prompt(policy, "entropy", [(80, 80)])
+    batch = policy.collate([x, ModelInput(x.input_ids[:10])])
     mask = torch.zeros_like(batch["input_ids"])
     mask[0, -5:] = 1
-    logp, ent = tiny_policy.forward_logprobs(batch, mask=mask, return_entropy=True)
+    logp, ent = policy.forward_logprobs(batch, mask=mask, return_entropy=True)
     assert logp.shape == ent.shape == batch["input_ids"].shape
     assert (logp[mask == 0] == 0).all() and (ent[mask == 0] == 0).all()
     assert (logp[0, -5:] < 0).all() and (ent[0, -5:] > 0).all()
 
 
-def test_template_that_rewrites_history_is_refused(tiny_policy):
+# Where each template writes the opening of an assistant turn.
+ASSISTANT_OPENING = {
+    "tiny": "{{- '<|im_start|>' ~ message['role'] ~ '\\n' -}}",
+    "tiny-qwen": "{{- '<|im_start|>' + message.role + '\\n' + content }}",
+}
+# Each template with its tool branch writing text parts only, as some real templates do.
+TOOL_IMAGES_DROPPED = {
+    "tiny": (
+        "{%- if part['type'] == 'image' -%}",
+        "{%- if part['type'] == 'image' and message['role'] != 'tool' -%}",
+    ),
+    "tiny-qwen": (
+        "{{- arft_content(message.content) }}",
+        "{%- for part in message.content %}{%- if part.type == 'text' %}{{- part.text }}"
+        "{%- endif %}{%- endfor %}",
+    ),
+}
+
+
+def test_template_that_rewrites_history_is_refused(policy):
     # Like templates that add an empty think block to past assistant turns only.
-    rewriting = tiny_policy.chat_template.replace(
-        "{{- '<|im_start|>' ~ message['role'] ~ '\\n' -}}",
-        "{{- '<|im_start|>' ~ message['role'] ~ '\\n' -}}"
-        "{%- if message['role'] == 'assistant' -%}{{- '<think></think>' -}}{%- endif -%}",
+    opening = ASSISTANT_OPENING[policy.name]
+    rewriting = policy.chat_template.replace(
+        opening,
+        "{%- if message['role'] == 'assistant' and not loop.last -%}{{- '<think></think>' -}}"
+        "{%- endif -%}" + opening,
     )
-    assert rewriting != tiny_policy.chat_template
+    assert rewriting.count("<think></think>") == policy.chat_template.count("<think></think>") + 1
     with pytest.raises(TemplateError, match="append-only"):
-        dataclasses.replace(tiny_policy, chat_template=rewriting)
+        dataclasses.replace(policy, chat_template=rewriting)
 
 
-def test_template_that_ignores_images_is_refused(tiny_policy):
-    blind = tiny_policy.chat_template.replace("<|vision_start|><|image_pad|><|vision_end|>", "")
+def test_template_that_ignores_images_is_refused(policy):
+    blind = policy.chat_template.replace("<|vision_start|><|image_pad|><|vision_end|>", "")
+    assert blind != policy.chat_template
     with pytest.raises(TemplateError, match="image"):
-        dataclasses.replace(tiny_policy, chat_template=blind)
+        dataclasses.replace(policy, chat_template=blind)
 
 
-def test_template_without_tool_role_maps_tool_to_user(tiny_policy):
-    strict = tiny_policy.chat_template.replace(
-        "['system', 'user', 'assistant', 'tool']", "['system', 'user', 'assistant']"
+def test_template_that_drops_tool_images_stops_the_run_naming_template_and_fix(policy, tmp_path):
+    old, new = TOOL_IMAGES_DROPPED[policy.name]
+    assert policy.chat_template.count(old) == 1
+    dropping = policy.chat_template.replace(old, new)
+    file = tmp_path / "dropping.jinja"
+    file.write_text(dropping, encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        Policy.from_pretrained(policy.name, device="cpu", chat_template=file)
+    message = str(caught.value)
+    assert "drops the images of tool-role messages" in message
+    assert str(file) in message and policy.name in message  # names the template
+    assert "Fix: pass chat_template=" in message and "tool branch" in message
+    # The templates the models ship pass the same audit (the policy fixture loaded).
+    assert (
+        policy.render(
+            [user("q", 1), {"role": "tool", "content": ({"type": "image", "index": 1},)}]
+        ).count(policy.image_token)
+        == 2
     )
-    policy = dataclasses.replace(tiny_policy, chat_template=strict, role_map={})
-    assert policy.role_map == {"tool": "user"}
+
+
+def test_template_without_tool_role_maps_tool_to_user(policy):
+    strict = (
+        "{%- for m in messages %}{%- if m.role == 'tool' %}"
+        "{{- raise_exception('no tool role') }}{%- endif %}{%- endfor %}" + policy.chat_template
+    )
+    mapped = dataclasses.replace(policy, chat_template=strict, role_map={})
+    assert mapped.role_map == {"tool": "user"}
+    text = mapped.render([user("q"), {"role": "tool", "content": ({"type": "text", "text": "T"},)}])
+    assert text.count("<|im_start|>user") == 2
 
 
 def test_missing_checkpoint_says_nothing_is_downloaded(tmp_path):

@@ -1,5 +1,6 @@
 """The rollout engine: masks, log-probs, groups, the image budget, text-only envs, vector modes,
-third-party envs and serialisation."""
+third-party envs and serialisation — each with ``tiny`` and with ``tiny-qwen`` (Qwen's real
+tokenizer and template; the ``policy`` fixture runs both)."""
 
 from __future__ import annotations
 
@@ -85,8 +86,16 @@ def assert_logprobs_from_generation_match(policy, trajectories, temperature=1.0)
         assert not np.array(t.old_logprobs)[~mask].any()
 
 
-def test_scripted_matcoding_episode_masks_and_tool_image(tiny_policy):
-    policy = dataclasses.replace(tiny_policy)
+# How each template opens a tool reply: tiny's own role, Qwen's <tool_response> in a user turn.
+TOOL_OPENING = {
+    "tiny": "\n<|im_start|>tool\n",
+    "tiny-qwen": "\n<|im_start|>user\n<tool_response>\n",
+}
+
+
+def test_scripted_matcoding_episode_masks_and_tool_image(policy):
+    opening = TOOL_OPENING[policy.name]
+    policy = dataclasses.replace(policy)
     policy.generate = Scripted(policy, SCRIPT)
     [t] = run(policy, "MATCoding-v0", num_envs=1, groups=1)
     ids, mask = np.array(t.input_ids), np.array(t.assistant_mask)
@@ -112,9 +121,7 @@ def test_scripted_matcoding_episode_masks_and_tool_image(tiny_policy):
     assert image_tokens.sum() == int(t.image_grid_thw.prod(-1).sum()) // 4
     assert image_tokens[e2:s3].sum() > 0 and not (image_tokens & (mask == 1)).any()
     between = tok.decode(ids[e2:s3].tolist())
-    assert between.startswith("\n<|im_start|>tool\n") and between.endswith(
-        "<|im_start|>assistant\n"
-    )
+    assert between.startswith(opening) and between.endswith("<|im_start|>assistant\n")
     # Rewards and final info come from the env, turn by turn.
     assert t.reward_components[0].keys() >= {"format", "problem"}
     assert t.reward_components[1].keys() >= {"format", "code"}
@@ -123,9 +130,9 @@ def test_scripted_matcoding_episode_masks_and_tool_image(tiny_policy):
     assert t.retokenization == {"status": "exact", "turns": []}
 
 
-def test_sampled_episodes_logprobs_groups_and_retokenization(tiny_policy):
+def test_sampled_episodes_logprobs_groups_and_retokenization(policy):
     config = RolloutConfig(group_size=2, max_new_tokens=16, check_retokenization=True, seed=3)
-    trajs = run(tiny_policy, "ToyImageTool-v0", config, num_envs=3, groups=3, max_turns=3)
+    trajs = run(policy, "ToyImageTool-v0", config, num_envs=3, groups=3, max_turns=3)
     assert [(t.group, t.index) for t in trajs] == [
         (g, g * 2 + m) for g in range(3) for m in range(2)
     ]
@@ -137,12 +144,12 @@ def test_sampled_episodes_logprobs_groups_and_retokenization(tiny_policy):
         assert t.retokenization["status"] in ("exact", "explained")
         assert t.num_turns == len(t.rewards) == len(t.reward_components) >= 1
         assert t.terminated or t.truncated
-    assert_logprobs_from_generation_match(tiny_policy, trajs)
+    assert_logprobs_from_generation_match(policy, trajs)
 
 
-def test_image_budget_holds_over_ten_turns_with_a_new_image_each_turn(tiny_policy):
+def test_image_budget_holds_over_ten_turns_with_a_new_image_each_turn(policy):
     budget = 48  # ten images of 4..64 tokens each: older ones must shrink, then go
-    policy = dataclasses.replace(tiny_policy, image_budget=ImageBudget(max_image_tokens=budget))
+    policy = dataclasses.replace(policy, image_budget=ImageBudget(max_image_tokens=budget))
     config = RolloutConfig(max_new_tokens=6, check_retokenization=True, seed=0)
     trajs = run(policy, "ToyImageTool-v0", config, num_envs=2, groups=2, max_turns=10)
     for t in trajs:
@@ -158,16 +165,16 @@ def test_image_budget_holds_over_ten_turns_with_a_new_image_each_turn(tiny_polic
     assert_logprobs_from_generation_match(policy, trajs)
 
 
-def test_text_only_env(tiny_policy):
+def test_text_only_env(policy):
     trajs = run(
-        tiny_policy,
+        policy,
         "ToyText-v0",
         RolloutConfig(max_new_tokens=8, check_retokenization=True),
         max_turns=3,
     )
     for t in trajs:
         assert t.pixel_values is None and t.image_grid_thw is None and not t.image_slots
-    assert_logprobs_from_generation_match(tiny_policy, trajs)
+    assert_logprobs_from_generation_match(policy, trajs)
 
 
 def test_text_only_model_on_an_image_env(text_lm_checkpoint):
@@ -192,11 +199,11 @@ def test_text_only_model_on_an_image_env(text_lm_checkpoint):
         ("sync", {"autoreset_mode": "SameStep"}),
     ],
 )
-def test_vector_modes_give_the_same_episodes(tiny_policy, mode, vector_kwargs):
+def test_vector_modes_give_the_same_episodes(policy, mode, vector_kwargs):
     config = RolloutConfig(group_size=2, max_new_tokens=8, seed=5)
-    reference = run(tiny_policy, "ToyImageTool-v0", config, num_envs=2, groups=2, max_turns=2)
+    reference = run(policy, "ToyImageTool-v0", config, num_envs=2, groups=2, max_turns=2)
     other = run(
-        tiny_policy,
+        policy,
         "ToyImageTool-v0",
         config,
         num_envs=2,
@@ -209,31 +216,31 @@ def test_vector_modes_give_the_same_episodes(tiny_policy, mode, vector_kwargs):
     assert [t.rewards for t in other] == [t.rewards for t in reference]
 
 
-def test_async_env_with_next_step_autoreset_is_refused(tiny_policy):
+def test_async_env_with_next_step_autoreset_is_refused(policy):
     envs = gym.make_vec(
         "ToyText-v0", num_envs=2, vectorization_mode="async", vector_kwargs={"shared_memory": False}
     )
     try:
         with pytest.raises(ValueError, match="autoreset_mode='Disabled'"):
-            collect(tiny_policy, envs, groups=1)
+            collect(policy, envs, groups=1)
     finally:
         envs.close()
 
 
-def test_fewer_envs_than_episodes_and_a_full_context(tiny_policy):
+def test_fewer_envs_than_episodes_and_a_full_context(policy):
     config = RolloutConfig(max_new_tokens=32, max_context_tokens=120, seed=1)
-    trajs = run(tiny_policy, "ToyText-v0", config, num_envs=2, groups=5, max_turns=50)
+    trajs = run(policy, "ToyText-v0", config, num_envs=2, groups=5, max_turns=50)
     assert len(trajs) == 5
     for t in trajs:
         assert len(t.input_ids) <= 120
         assert t.truncated and "context_full" in t.flags
 
 
-def test_trajectories_round_trip_through_jsonl(tiny_policy, tmp_path):
-    trajs = run(tiny_policy, "ToyImageTool-v0", RolloutConfig(max_new_tokens=6), max_turns=2)
+def test_trajectories_round_trip_through_jsonl(policy, tmp_path):
+    trajs = run(policy, "ToyImageTool-v0", RolloutConfig(max_new_tokens=6), max_turns=2)
     path = save_trajectories(trajs, tmp_path / "episodes.jsonl")
     assert (tmp_path / "episodes_images").is_dir()
-    loaded = load_trajectories(path, policy=tiny_policy)
+    loaded = load_trajectories(path, policy=policy)
     for a, b in zip(trajs, loaded, strict=True):
         assert a.input_ids == b.input_ids and a.assistant_mask == b.assistant_mask
         assert a.rewards == b.rewards and a.info == b.info and a.actions == b.actions
@@ -241,7 +248,7 @@ def test_trajectories_round_trip_through_jsonl(tiny_policy, tmp_path):
         torch.testing.assert_close(a.pixel_values, b.pixel_values)
 
 
-def test_an_env_that_breaks_the_observation_contract_fails_clearly(tiny_policy):
+def test_an_env_that_breaks_the_observation_contract_fails_clearly(policy):
     class Forgetful(gym.Env):
         def __init__(self):
             from arft_envs.spaces import Conversation, Utf8Text
@@ -259,7 +266,7 @@ def test_an_env_that_breaks_the_observation_contract_fails_clearly(tiny_policy):
 
     envs = gym.vector.SyncVectorEnv([Forgetful])
     with pytest.raises(ValueError, match="whole chat"):
-        collect(tiny_policy, envs, RolloutConfig(max_new_tokens=4), groups=1)
+        collect(policy, envs, RolloutConfig(max_new_tokens=4), groups=1)
 
 
 class _NoTaskIds(gym.Wrapper):
@@ -271,12 +278,12 @@ class _NoTaskIds(gym.Wrapper):
 
 
 @pytest.mark.parametrize("seed", [7, None])
-def test_groups_share_a_task_without_task_ids(tiny_policy, seed):
+def test_groups_share_a_task_without_task_ids(policy, seed):
     from toy_envs import ToyTextEnv
 
     envs = gym.vector.SyncVectorEnv([lambda: _NoTaskIds(ToyTextEnv(max_turns=1))] * 3)
     config = RolloutConfig(group_size=3, max_new_tokens=4, seed=seed)
-    trajs = collect(tiny_policy, envs, config, groups=3)
+    trajs = collect(policy, envs, config, groups=3)
     questions = [t.messages[1]["content"][0]["text"] for t in trajs]
     for g in range(3):
         assert len(set(questions[3 * g : 3 * g + 3])) == 1
@@ -285,7 +292,7 @@ def test_groups_share_a_task_without_task_ids(tiny_policy, seed):
 
 
 @pytest.mark.parametrize("boxed", [True, False])
-def test_info_values_are_not_cast_by_the_vector_env(tiny_policy, boxed):
+def test_info_values_are_not_cast_by_the_vector_env(policy, boxed):
     from toy_envs import ToyTextEnv
 
     from agents.rollout import WholeInfo
@@ -305,7 +312,7 @@ def test_info_values_are_not_cast_by_the_vector_env(tiny_policy, boxed):
         [lambda: wrap(Components(1)), lambda: wrap(Components(0.5))],  # an int, then a float
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
-    trajs = collect(tiny_policy, envs, RolloutConfig(max_new_tokens=4, seed=0), groups=2)
+    trajs = collect(policy, envs, RolloutConfig(max_new_tokens=4, seed=0), groups=2)
     formats = [t.reward_components[0]["format"] for t in trajs]
     if boxed:  # what make_envs builds
         assert formats == [1, 0.5]
