@@ -251,7 +251,10 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         output / "heldout.html",
         final.trajectories[shown][:12],
         title=f"{ENV_ID}: held-out episodes after SFT + GRPO (sampled, T={settings.temperature})",
-        verdicts=[_verdict(f) for f in final.flags[shown][:12]],
+        verdicts=[
+            _verdict(f, t)
+            for f, t in zip(final.flags[shown][:12], final.trajectories[shown][:12], strict=True)
+        ],
     )
     plot_rewards(config.output, output / "reward_curve.png", results)
     summary = {
@@ -272,13 +275,29 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     return summary
 
 
-def _verdict(flags: dict[str, bool]) -> tuple[bool, str]:
-    """An episode's pass/fail mark for the page, from :func:`episode_success`'s flags."""
+def _verdict(flags: dict[str, bool], trajectory=None) -> tuple[bool, str]:
+    """An episode's pass/fail mark for the page, from :func:`episode_success`'s flags, and
+    with ``trajectory`` what its last measured code turn did to the image (SSIM against the
+    clean image, before → after)."""
+    repair = _repair_note(trajectory) if trajectory is not None else ""
     if flags["success"]:
-        return True, "diagnosis exact, every turn well-formed, the repair ran, answered"
+        return True, "diagnosis exact, every turn well-formed, the repair ran, answered" + repair
     why = {"diagnosis": "wrong diagnosis", "well_formed": "a malformed turn or no answer",
            "code_ran": "the repair code did not run or wrote no image"}  # fmt: skip
-    return False, "; ".join(text for key, text in why.items() if not flags[key])
+    return False, "; ".join(text for key, text in why.items() if not flags[key]) + repair
+
+
+def _repair_note(trajectory) -> str:
+    reports = [
+        i["repair"]
+        for i in trajectory.turn_infos
+        if i.get("repair") and i["repair"].get("ssim_after") is not None  # an image written
+    ]
+    if not reports:
+        return ""
+    r = reports[-1]
+    done = "restored the image" if r.get("improved") else "did not restore the image"
+    return f"; the code {done} (SSIM {r['ssim_before']:.2f} → {r['ssim_after']:.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,19 @@ def heldout_points(results: dict | None) -> list[tuple[str, float, float]]:
 
 
 def plot_rewards(run_dir: str | Path, path: str | Path, results: dict | None = None) -> Path:
-    """The training reward per GRPO step (mean and a moving average; the axis fitted to the
-    data) and, with ``results``, the held-out success at each phase beside it, as a PNG."""
+    """``reward_curve.png``: :func:`reward_figure` saved as a PNG."""
+    fig = reward_figure(run_dir, results)
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def reward_figure(run_dir: str | Path, results: dict | None = None):
+    """The training reward per GRPO step (mean and a moving average, on an axis fitted to the
+    data; the diagnosis reward, when logged, on its own 0–1 axis at the right) and, with
+    ``results``, the held-out success at each phase beside it: a matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,55 +49,94 @@ def plot_rewards(run_dir: str | Path, path: str | Path, results: dict | None = N
     points = heldout_points(results)
     if points:
         fig, (ax, side) = plt.subplots(
-            1, 2, figsize=(10, 4), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]}
+            1, 2, figsize=(10.5, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]}
         )
     else:
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(steps, reward, color="#9ab", lw=1, label="episode return (step mean)")
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    lines = ax.plot(steps, reward, color="#9ab", lw=1, label="episode return (step mean)")
     window = max(1, len(reward) // 8)
     if len(reward) >= window > 1:
         smooth = np.convolve(reward, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, color="#136", lw=2, label=f"moving average ({window})")
-    if "reward/problem" in rows[0]:
-        ax.plot(
-            steps,
-            [r["reward/problem"] for r in rows],
-            color="#c63",
-            lw=1,
-            alpha=0.7,
-            label="diagnosis reward",
+        lines += ax.plot(
+            steps[window - 1 :], smooth, color="#136", lw=2, label=f"moving average ({window})"
         )
     ax.set_xlabel("GRPO step")
-    ax.set_ylabel("reward")
-    title = "EasyMATCoding-v0: tiny model, SFT warm start then GRPO"
-    if results:
-        title += "\nheld-out success (sampled): " + " → ".join(
-            f"{k} {v['sampled'].success:.2f}" for k, v in results.items()
-        )
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel("episode return")
     low, high = float(np.min(reward)), float(np.max(reward))
     pad = max((high - low) * 0.1, 0.05)
     ax.set_ylim(low - pad, high + pad)  # the change visible, not a 0..max axis
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if "reward/problem" in rows[0]:
+        # The diagnosis reward is 0 or 1 per episode: on the return's axis it would lie far
+        # below the fitted range, so it has an axis of its own.
+        right = ax.twinx()
+        lines += right.plot(
+            steps,
+            [r.get("reward/problem", np.nan) for r in rows],
+            color="#c63",
+            lw=1,
+            alpha=0.8,
+            label="diagnosis reward (right axis)",
+        )
+        right.set_ylim(0, 1.05)
+        right.set_ylabel("diagnosis reward (step mean)", color="#c63")
+        right.tick_params(axis="y", colors="#c63")
+    ax.legend(  # below the axis, where it hides no data
+        lines,
+        [line.get_label() for line in lines],
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=3,
+        frameon=False,
+    )
+    title = "EasyMATCoding-v0: tiny model, SFT warm start then GRPO"
+    ax.set_title(title + "\ntraining reward per step", fontsize=9)
     if points:
-        x = np.arange(len(points))
-        for column, label, color in ((1, "sampled", "#136"), (2, "greedy", "#c63")):
-            values = [p[column] for p in points]
-            side.plot(x, values, "o-", color=color, label=label)
-            for i, v in enumerate(values):
-                side.annotate(f"{v:.2f}", (i, v), textcoords="offset points", xytext=(0, 6),
-                              ha="center", fontsize=8, color=color)  # fmt: skip
-        side.set_xticks(x, [p[0] for p in points])
-        side.set_ylim(0, 1.05)
-        side.set_ylabel("held-out success")
-        side.set_title("held-out success per phase", fontsize=9)
-        side.grid(alpha=0.3)
-        side.legend(fontsize=8)
+        _plot_heldout(side, points, results)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return fig
+
+
+#: How the right panel names each phase of :func:`heldout_points`.
+PHASE_LABELS = {"untrained": "untrained", "sft": "after SFT", "grpo": "after GRPO"}
+
+
+def _plot_heldout(side, points: list[tuple[str, float, float]], results: dict) -> None:
+    """Held-out success per phase, sampled and greedy, each point labelled with its value;
+    the two labels of a phase never overlap (the higher above, the lower below; side by side
+    when the values are close)."""
+    x = np.arange(len(points))
+    series = ((1, "sampled", "#136"), (2, "greedy", "#c63"))
+    for column, label, color in series:
+        side.plot(x, [p[column] for p in points], "o-", color=color, label=label)
+    for i, (_, sampled, greedy) in enumerate(points):
+        close = not np.isfinite(greedy) or abs(sampled - greedy) < 0.08
+        for value, other, color, sign in (
+            (sampled, greedy, "#136", -1),
+            (greedy, sampled, "#c63", 1),
+        ):
+            if not np.isfinite(value):
+                continue
+            if close:  # side by side: sampled at the left, greedy at the right
+                offset, ha, va = (sign * 7, 0), "left" if sign > 0 else "right", "center"
+            else:  # the higher value's label above its point, the lower's below
+                up = value > other
+                offset, ha, va = (0, 7 if up else -7), "center", "bottom" if up else "top"
+            side.annotate(f"{value:.2f}", (i, value), textcoords="offset points",
+                          xytext=offset, ha=ha, va=va, fontsize=8, color=color)  # fmt: skip
+    side.set_xticks(x, [PHASE_LABELS.get(p[0], p[0]) for p in points])
+    side.set_xlim(-0.6, len(points) - 0.4)
+    side.set_ylim(-0.1, 1.12)
+    side.set_ylabel("held-out success")
+    first = next(iter(results.values()))
+    counts = ", ".join(f"{mode} {e.episodes}" for mode, e in first.items() if e.episodes)
+    side.set_title(
+        "held-out success per phase" + (f"\n(episodes per point: {counts})" if counts else ""),
+        fontsize=9,
+    )
+    side.grid(alpha=0.3)
+    side.legend(fontsize=8, loc="upper left")
 
 
 #: The columns of the held-out table, in order (``repaired``: a code turn measurably restored

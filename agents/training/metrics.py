@@ -300,12 +300,23 @@ class MetricsWriter:
             self._writers["wandb"].log({f"{phase}/{k}": v for k, v in scalars.items()})
 
     def progress(self, total: int, initial: int, desc: str):
-        """A tqdm bar (None off the main process or with ``progress_bar=False``)."""
+        """A tqdm bar on stderr (None off the main process or with ``progress_bar=False``),
+        redrawn on every update as ``arft eval``'s is: a step takes long enough for each to
+        count."""
         if not (self.is_main and self.config.progress_bar):
             return None
+        import sys
+
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            mininterval=0,
+        )
 
     def close(self) -> None:
         """Finish wandb and close the tensorboard writers."""

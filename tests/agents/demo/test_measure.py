@@ -72,6 +72,13 @@ def test_repaired_needs_a_code_turn_that_restored_the_image(tiny_policy, tmp_pat
     assert counts["ok"] == 2 + 1 + 2 and sum(counts.values()) == 2 + 2 + 3
     assert set(counts) - {"ok"} and "ok" == next(iter(counts))  # most frequent first
 
+    from agents.demo.__main__ import _verdict
+
+    passed, why = _verdict(flags["noop"], noop)  # the page says what the code did
+    assert passed and why.endswith("the code did not restore the image (SSIM 0.37 → 0.37)")
+    assert "restored the image (SSIM 0.37 → 1.00)" in _verdict(flags["gold"], gold)[1]
+    assert "SSIM" not in _verdict(flags["crash"], crash)[1]
+
     save_trajectories([retry], tmp_path / "t.jsonl")  # per-turn infos survive the file
     assert load_trajectories(tmp_path / "t.jsonl")[0].turn_infos == retry.turn_infos
 

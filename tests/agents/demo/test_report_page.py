@@ -74,3 +74,57 @@ def test_the_reward_curve_shows_the_held_out_points_of_each_phase(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = plot_rewards(tmp_path, tmp_path / "curve.png", results)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_curve_hides_nothing_it_names(tmp_path):
+    """Every line in a legend lies inside its own axis, and no two value labels of the
+    held-out panel overlap (equal values included: untrained is 0.00 sampled and greedy)."""
+    import json
+
+    from agents.demo.measure import Evaluation
+    from agents.demo.report import reward_figure
+
+    def ev(success, episodes):
+        return Evaluation(success, 0, 0, 0, 0, 0, episodes)
+
+    results = {
+        "untrained": {"sampled": ev(0.0, 192), "greedy": ev(0.0, 48)},
+        "sft": {"sampled": ev(0.625, 192), "greedy": ev(0.938, 48)},
+        "grpo": {"sampled": ev(0.646, 192), "greedy": ev(0.958, 48)},
+    }
+    rng = [0.1, -0.2, 0.3, 0.0, -0.1]
+    rows = [
+        {
+            "step": i,
+            "reward_mean": 4.6 + 0.01 * i + rng[i % 5],
+            "reward/problem": 0.8 + rng[i % 5] / 5,
+        }
+        for i in range(1, 51)
+    ]  # the return near 5, the diagnosis reward near 0.8: far below the return's range
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fig = reward_figure(tmp_path, results)
+    fig.canvas.draw()
+    named = 0
+    for ax in fig.axes:
+        low, high = ax.get_ylim()
+        for line in ax.get_lines():
+            if line.get_label().startswith("_"):
+                continue
+            named += 1
+            y = [v for v in line.get_ydata() if v == v]
+            assert low <= min(y) and max(y) <= high, line.get_label()
+    assert named == 5  # return, its average, diagnosis; sampled, greedy
+    renderer = fig.canvas.get_renderer()
+    labels = [t for ax in fig.axes for t in ax.texts]
+    assert sorted(t.get_text() for t in labels) == ["0.00", "0.00", "0.62", "0.65", "0.94", "0.96"]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+    side = fig.axes[1]
+    assert [t.get_text() for t in side.get_xticklabels()] == [
+        "untrained",
+        "after SFT",
+        "after GRPO",
+    ]
+    assert "sampled 192, greedy 48" in side.get_title()
