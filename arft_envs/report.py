@@ -46,16 +46,25 @@ def episode_verdict(record: EpisodeRecord) -> tuple[bool, str]:
     return True, "answered exactly"
 
 
-def summary_html(episodes: Sequence[EpisodeRecord]) -> str:
-    """The page's opening table: episodes, passed, and the mean of each metric."""
+def summary_html(
+    episodes: Sequence[EpisodeRecord], rows: Sequence[tuple[str, str]] | None = None
+) -> str:
+    """The page's opening table: episodes, passed, and the mean of each metric; or ``rows``
+    (label, value), a caller's own summary (e.g. of more episodes than the page shows)."""
+    if rows is None:
+        rows = _summary_rows(episodes)
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table class='summary-table'>{cells}</table>"
+
+
+def _summary_rows(episodes: Sequence[EpisodeRecord]) -> list[tuple[str, str]]:
     verdicts = [episode_verdict(e) for e in episodes]
     rows = [("episodes", str(len(episodes))), ("passed", f"{sum(v[0] for v in verdicts)}")]
     for key in ("episode_return", "f1", "em", "turns", "format_errors", "tool_failures"):
         values = [float(e.info[key]) for e in episodes if isinstance(e.info.get(key), (int, float))]
         if values:
             rows.append((f"mean {key}", f"{np.mean(values):.3f}"))
-    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    return f"<table class='summary-table'>{cells}</table>"
+    return rows
 
 
 def _png_data_uri(image: np.ndarray, max_side: int = 384) -> str:
@@ -127,15 +136,21 @@ def episode_html(record: EpisodeRecord) -> str:
     return "\n".join(parts)
 
 
-def write_report(path: str | Path, episodes: Sequence[EpisodeRecord], title: str = "arft") -> Path:
-    """Write ``episodes`` as one HTML page at ``path`` (parents created) and return the path."""
+def write_report(
+    path: str | Path,
+    episodes: Sequence[EpisodeRecord],
+    title: str = "arft",
+    summary: Sequence[tuple[str, str]] | None = None,
+) -> Path:
+    """Write ``episodes`` as one HTML page at ``path`` (parents created) and return the path;
+    ``summary``: the opening table's rows, in place of :func:`summary_html`'s own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = "\n".join(episode_html(e) for e in episodes)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"{summary_html(episodes)}{body}</body></html>"
+        f"{summary_html(episodes, summary)}{body}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
     return path

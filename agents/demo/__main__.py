@@ -37,6 +37,9 @@ differ from the paper's GRPO, each because the tiny model needs it:
 the exact diagnosis, the repair code ran and wrote an image, and an answer was given. It is
 reported sampled (T = 0.7, four episodes per task) and greedy. Reading the glyph is reported
 apart (answer F1, near chance): a 0.4 M-parameter model does not learn to read in minutes.
+So is ``repaired``, not part of success: a code turn measurably restored the image (SSIM or
+PSNR against the clean image, ``info["repair"]``), which code that merely ran need not do;
+and the tool calls of each phase by status (``ok``, ``error``, ``timeout``, ...).
 
 Run ``python -m agents.demo --output runs/demo`` (``make demo``; about 10 minutes on one CPU
 core plus the sandbox's). It writes ``runs/demo/`` with ``summary.json``, ``reward_curve.png``,
@@ -63,7 +66,13 @@ from typing import Any
 
 from agents.demo.annotator import MislabellingExpert
 from agents.demo.measure import Evaluation, evaluate_success, paired_gain
-from agents.demo.report import format_rate, format_statuses, plot_rewards, print_summary
+from agents.demo.report import (
+    format_rate,
+    format_statuses,
+    page_summary,
+    plot_rewards,
+    print_summary,
+)
 from arft_envs.tasks.coding.easy import ENV_ID, EasyCoding
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "easy_coding_tiny.yaml"
@@ -245,16 +254,16 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     trainer.run()
     results["grpo"] = measure("after GRPO")
     trainer.finish()
-    shown = slice(None, None, max(settings.eval_samples, 1))
+    shown = slice(None, 12 * max(settings.eval_samples, 1), max(settings.eval_samples, 1))
     final = results["grpo"]["sampled"]
+    episodes = final.trajectories[shown]  # the first sample of each of the first 12 tasks
+    verdicts = [_verdict(f, t) for f, t in zip(final.flags[shown], episodes, strict=True)]
     write_trajectory_page(
         output / "heldout.html",
-        final.trajectories[shown][:12],
+        episodes,
         title=f"{ENV_ID}: held-out episodes after SFT + GRPO (sampled, T={settings.temperature})",
-        verdicts=[
-            _verdict(f, t)
-            for f, t in zip(final.flags[shown][:12], final.trajectories[shown][:12], strict=True)
-        ],
+        verdicts=verdicts,
+        summary=page_summary(final, results["grpo"]["greedy"], len(episodes), verdicts),
     )
     plot_rewards(config.output, output / "reward_curve.png", results)
     summary = {
@@ -270,8 +279,15 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print_summary(summary)
-    print(f"\nwrote {output / 'summary.json'}, {output / 'reward_curve.png'}, ")
-    print(f"      {output / 'heldout.html'} and the training run {config.output}", flush=True)
+    print("\nwrote")
+    for path, what in (
+        (output / "summary.json", "the held-out rates of each phase and GRPO - SFT"),
+        (output / "reward_curve.png", "the training reward and the held-out success"),
+        (output / "heldout.html", "held-out episodes after GRPO, with their images"),
+        (Path(config.output), "the training run: metrics, tensorboard, samples, models"),
+    ):
+        print(f"  {path}  ({what})")
+    print(end="", flush=True)
     return summary
 
 

@@ -5,6 +5,7 @@ with the tool calls of each phase by status)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,21 @@ TABLE_KEYS = (
 )  # fmt: skip
 
 
+def _print_tool_calls(counts: dict[str, dict[str, int] | None]) -> None:
+    """Tool calls of each phase by status, one column a status (a summary without counts,
+    written before they were kept, prints nothing)."""
+    counts = {name: c for name, c in counts.items() if c is not None}
+    if not counts:
+        return
+    statuses = sorted({s for c in counts.values() for s in c}, key=lambda s: (s != "ok", s))
+    if not statuses:
+        print("tool calls: none in any phase")
+        return
+    print(f"{'tool calls':<11}" + "".join(f"{s:>12}" for s in statuses))
+    for name, c in counts.items():
+        print(f"{name:<11}" + "".join(f"{c.get(s, 0):>12}" for s in statuses))
+
+
 def format_rate(value: float | None, width: int = 0) -> str:
     """A rate to three decimals, ``n/a`` for None (nothing measured)."""
     return f"{'n/a' if value is None else f'{value:.3f}':>{width}}"
@@ -171,9 +187,7 @@ def print_summary(summary: dict) -> None:
         print(f"{'':<11}" + "".join(f"{k:>12}" for k in keys))
         for name, row in rows.items():
             print(f"{name:<11}" + "".join(format_rate(row[mode].get(k), 12) for k in keys))
-        for name, row in rows.items():
-            if "tool_status" in row[mode]:
-                print(f"  tool calls, {name:<9}: {format_statuses(row[mode]['tool_status'])}")
+        _print_tool_calls({name: row[mode].get("tool_status") for name, row in rows.items()})
     for mode, gain in summary.get("grpo_minus_sft", {}).items():
         low, high = gain["ci95"]
         print(
@@ -181,3 +195,32 @@ def print_summary(summary: dict) -> None:
             f"{gain['tasks']} tasks: {low:+.3f} to {high:+.3f})"
         )
     print(f"\nwall time {summary['seconds']:.0f}s")
+
+
+def page_summary(
+    sampled, greedy=None, shown: int | None = None, verdicts: Sequence[tuple[bool, str]] = ()
+) -> list[tuple[str, str]]:
+    """The held-out page's opening table, over *all* of an evaluation's episodes (the page
+    shows a few): each success rate with its count, ``repaired``, answer F1, the tool calls by
+    status, greedy success, and how many episodes the page shows and how many of those pass."""
+    n = sampled.episodes
+
+    def rate(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f} ({round(value * n)} of {n})"
+
+    rows = [
+        ("episodes (sampled)", str(n)),
+        ("success", rate(sampled.success)),
+        ("diagnosis exact", rate(sampled.diagnosis)),
+        ("every turn well-formed, answered", rate(sampled.well_formed)),
+        ("repair code ran", rate(sampled.code_ran)),
+        ("image measurably repaired", rate(sampled.repaired)),
+        ("answer F1 (mean)", f"{sampled.answer_f1:.3f}"),
+        ("tool calls by status", format_statuses(sampled.tool_status)),
+    ]
+    if greedy is not None:
+        rows.append(("success, greedy", f"{greedy.success:.3f} of {greedy.episodes}"))
+    if shown is not None:
+        passed = sum(bool(v[0]) for v in verdicts)
+        rows.append(("shown below", f"{shown} (one per task), {passed} pass"))
+    return rows

@@ -236,12 +236,14 @@ def write_trajectory_page(
     trajectories: Sequence[Trajectory],
     title: str = "arft",
     verdicts: Sequence[tuple[bool, str]] | None = None,
+    summary: Sequence[tuple[str, str]] | None = None,
 ) -> Path:
-    """An HTML page of trajectories (:mod:`arft_envs.report`): a summary table, then one
-    section per episode marked pass/fail with its reason (``verdicts``, or the report's
-    default :func:`~arft_envs.report.episode_verdict`)."""
+    """An HTML page of trajectories (:mod:`arft_envs.report`): a summary table (the report's
+    own over these episodes, or ``summary``'s (label, value) rows), then one section per
+    episode marked pass/fail with its reason (``verdicts``, or the report's default
+    :func:`~arft_envs.report.episode_verdict`)."""
     from arft_envs.report import write_report
 
     verdicts = list(verdicts) if verdicts is not None else [None] * len(trajectories)
     records = [trajectory_record(t, verdict=v) for t, v in zip(trajectories, verdicts, strict=True)]
-    return write_report(path, records, title=title)
+    return write_report(path, records, title=title, summary=summary)

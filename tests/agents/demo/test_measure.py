@@ -100,7 +100,26 @@ def test_the_held_out_table_has_a_repaired_column_and_tool_counts(capsys):
     assert header.split() == ["success", "diagnosis", "well_formed", "code_ran", "repaired",
                               "answer_f1", "mean_return"]  # fmt: skip
     assert "0.250" in out and "n/a" in out
-    assert "tool calls, sft" in out and "7 ok, 1 error" in out and ": none" in out
+    lines = out.splitlines()
+    calls = [line.split() for line in lines[lines.index(header) + 2 :][:2]]
+    assert calls == [["tool", "calls", "ok", "error"], ["sft", "7", "1"]]  # sampled
+    assert "tool calls: none in any phase" in out  # greedy
+
+
+def test_the_page_summary_is_over_every_episode_of_the_evaluation():
+    from agents.demo.report import page_summary
+
+    sampled = Evaluation(0.625, 0.8125, 0.75, 0.875, 0.1, 4.5, 16, repaired=0.5,
+                         tool_status={"ok": 30, "error": 2})  # fmt: skip
+    greedy = Evaluation(0.75, 0, 0, 0, 0, 0, 4)
+    rows = dict(page_summary(sampled, greedy, 4, [(True, ""), (False, ""), (True, "")]))
+    assert rows["episodes (sampled)"] == "16"
+    assert rows["success"] == "0.625 (10 of 16)"
+    assert rows["image measurably repaired"] == "0.500 (8 of 16)"
+    assert rows["tool calls by status"] == "30 ok, 2 error"
+    assert rows["success, greedy"] == "0.750 of 4"
+    assert rows["shown below"] == "4 (one per task), 2 pass"
+    assert dict(page_summary(Evaluation(0, 0, 0, 0, 0, 0, 4)))["image measurably repaired"] == "n/a"
 
 
 def test_an_evaluation_draws_a_bar_of_finished_episodes(tiny_policy, capsys):

@@ -49,6 +49,11 @@ def test_the_page_has_a_summary_table_and_a_mark_per_episode(tiny_policy, tmp_pa
     page = _Page()
     page.feed(given.read_text())
     assert page.verdicts == ["FAIL", "PASS"] and page.reasons == ["wrong diagnosis", "ok"]
+    # a caller's own summary (the demo's: over every held-out episode, not just those shown)
+    own = write_trajectory_page(tmp_path / "r.html", [good], summary=[("success", "0.625")])
+    page = _Page()
+    page.feed(own.read_text())
+    assert page.cells == ["success", "0.625"]
 
 
 def test_the_reward_curve_shows_the_held_out_points_of_each_phase(tmp_path):
