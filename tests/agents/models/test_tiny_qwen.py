@@ -33,9 +33,9 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def qwen_policy():
-    return Policy.from_pretrained("tiny-qwen", device="cpu")
+@pytest.fixture
+def qwen_policy(tiny_qwen_policy):
+    return tiny_qwen_policy  # built once per test process (tests/agents/conftest.py)
 
 
 def test_real_vocabulary_and_special_tokens(qwen_policy):

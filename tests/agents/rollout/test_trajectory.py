@@ -29,9 +29,9 @@ def _episodes(policy) -> list[Trajectory]:
         envs.close()
 
 
-def test_every_field_survives_the_round_trip(tiny_policy, tmp_path):
-    trajs = _episodes(tiny_policy)
-    loaded = load_trajectories(save_trajectories(trajs, tmp_path / "e.jsonl"), policy=tiny_policy)
+def test_every_field_survives_the_round_trip(policy, tmp_path):
+    trajs = _episodes(policy)
+    loaded = load_trajectories(save_trajectories(trajs, tmp_path / "e.jsonl"), policy=policy)
     for a, b in zip(trajs, loaded, strict=True):
         for f in dataclasses.fields(Trajectory):
             x, y = getattr(a, f.name), getattr(b, f.name)
