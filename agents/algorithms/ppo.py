@@ -272,6 +272,7 @@ class PPO(Algorithm):
         super().__init__(config)
         self._targets: list[_Targets] = []
         self._explained_variance = float("nan")
+        self._kl: float | None = None  # the step's mean per-token k1 KL (kl_coef > 0)
 
     kl_weight_field = "kl_coef"
 
@@ -324,7 +325,12 @@ class PPO(Algorithm):
                 raise ValueError("ppo with kl_coef > 0 needs scores.reference (the loop's)")
             old = pad([torch.tensor(t.old_logprobs, dtype=torch.float32) for t in trajectories],
                       length)  # fmt: skip
-            rewards = rewards - cfg.kl_coef * (old - pad(scores.reference, length)) * mask
+            kl = (old - pad(scores.reference, length)) * mask  # (B,L) k1 per model token
+            rewards = rewards - cfg.kl_coef * kl
+            # logged as the step's "kl" (what kl_control='adaptive' reads)
+            self._kl = float(kl.sum() / mask.sum().clamp(min=1))
+        else:
+            self._kl = None
         if cfg.gae_level == "token":
             adv, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
             value_mask = mask
@@ -396,6 +402,7 @@ class PPO(Algorithm):
                 "value/mean": float((values.detach() * value_mask).sum() / max(n_values, 1.0)),
                 "clip_fraction": pol.clip_fraction,
                 "ratio_mean": pol.ratio_mean,
+                **({} if self._kl is None else {"kl": self._kl}),
             },
         )
 

@@ -223,8 +223,8 @@ class TrainConfig:
     )
     kl_control: str = option(
         "fixed",
-        "the KL weight beta over the run: fixed, adaptive (towards kl_target, Ziegler et al.), "
-        "linear or cosine (from beta to kl_beta_final); needs an algorithm with beta",
+        "the KL weight over the run (beta; PPO's kl_coef): fixed, adaptive (towards kl_target, "
+        "Ziegler et al.), linear or cosine (from its configured value to kl_beta_final)",
         choices=KL_CONTROLS,
     )
     kl_target: float = option(0.01, "mean per-token KL the adaptive controller aims at")

@@ -8,7 +8,7 @@ own module, and :class:`Enhancements` is the one object the loop
 option                    module                               where it acts
 ========================  ===================================  ===============================
 ``curriculum``            :mod:`~agents.training.curriculum`    the groups' tasks (rollout)
-``kl_control``            :mod:`~agents.training.kl_control`    ``config.beta`` before a step
+``kl_control``            :mod:`~agents.training.kl_control`    the KL weight before a step
 ``augment``               :mod:`~agents.training.augment`       what the rollout's model sees
 ``data_filter``           :mod:`~agents.training.filtering`     which groups train, and how
 ``inject_gold``           :mod:`~agents.training.paper`         the authors' gt injection
@@ -97,7 +97,7 @@ class Enhancements:
         cfg = self.config
         self._stats = {}
         if self.kl is not None:
-            cfg.beta = self.kl.before_step(step)
+            self.kl.before_step(step)  # sets the algorithm's KL-weight field
         if self.curriculum is not None:
             self.curriculum.before_step(step)
         if cfg.augment != "off":

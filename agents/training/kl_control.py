@@ -1,7 +1,9 @@
 """The KL coefficient over a run: fixed, adapted to a target KL, or scheduled.
 
-An algorithm whose config has ``beta`` (the weight of its KL to the reference) reads it live,
-so the loop sets ``config.beta`` before each step from a :class:`KLController`:
+Every algorithm with a KL to the reference names the config field that weighs it, its
+:attr:`~agents.algorithms.base.Algorithm.kl_weight_field` (``beta`` for the GRPO family and
+REINFORCE++, ``kl_coef`` for PPO), and reads it live; so the loop sets that field before each
+step from a :class:`KLController` (:func:`kl_weight_field` finds it from ``config.algo``):
 
 - ``fixed``: ``beta`` as configured (the default; nothing changes);
 - ``adaptive``: the proportional controller of Ziegler et al. (2019, "Fine-Tuning Language
@@ -13,7 +15,10 @@ so the loop sets ``config.beta`` before each step from a :class:`KLController`:
   with KL the step's measured mean per-token KL (the ``kl`` metric, over every process), n
   the step's episodes and ``horizon`` in episodes: a KL above target raises beta, below
   lowers it, by at most 20 % of ``n / horizon`` per step;
-- ``linear`` / ``cosine``: from ``beta`` at step 1 to ``kl_beta_final`` at the last step.
+- ``linear`` / ``cosine``: from the configured weight at step 1 to ``kl_beta_final`` at the
+  last step.
+
+Below, "beta" is the value of the algorithm's KL-weight field, whatever its name.
 
 The controller's state (the current beta) is saved in step checkpoints, so a resumed run
 continues with the coefficient it had.
@@ -26,6 +31,16 @@ from typing import Any
 
 KL_CONTROLS = ("fixed", "adaptive", "linear", "cosine")
 ERROR_CLIP = 0.2  # Ziegler et al.'s bound on the proportional error
+
+
+def kl_weight_field(cfg: Any) -> str | None:
+    """The config field holding the KL weight of ``cfg.algo``'s algorithm (its
+    ``kl_weight_field``: ``"beta"``, ``"kl_coef"``, ...), None for one without a KL term."""
+    # imported here: agents.algorithms builds its config sections on agents.training.config,
+    # which imports this module
+    from agents.training.config import algorithm_class
+
+    return algorithm_class(str(cfg.algo)).kl_weight_field
 
 
 def adaptive_update(beta: float, kl: float, target: float, episodes: int, horizon: float) -> float:
@@ -50,13 +65,20 @@ def scheduled_beta(step: int, total: int, start: float, end: float, shape: str) 
 
 
 class KLController:
-    """The run's KL coefficient: :meth:`before_step` gives the beta of a step, and
-    :meth:`observe` takes the step's measured KL (only ``adaptive`` uses it)."""
+    """The run's KL coefficient: :meth:`before_step` sets the step's on the config (in the
+    algorithm's :attr:`field`), and :meth:`observe` takes the step's measured KL (only
+    ``adaptive`` uses it)."""
 
     def __init__(self, config: Any):
         self.mode = config.kl_control
         self.config = config
-        self.start = float(config.beta)  # the configured beta; config.beta then moves
+        self.field = kl_weight_field(config)
+        if self.field is None:
+            raise ValueError(
+                f"kl_control={self.mode!r}: algo {config.algo!r} has no KL weight to control"
+            )
+        # the configured weight; the config's field then moves
+        self.start = float(getattr(config, self.field))
         self.beta = self.start
 
     @property
@@ -64,10 +86,12 @@ class KLController:
         return self.mode != "fixed"
 
     def before_step(self, step: int) -> float:
-        """The beta to train ``step`` with (set on the config by the caller)."""
+        """Set the KL weight to train ``step`` with on the config (the algorithm's field, which
+        its loss or advantages read live) and return it."""
         cfg = self.config
         if self.mode in ("linear", "cosine"):
             self.beta = scheduled_beta(step, cfg.steps, self.start, cfg.kl_beta_final, self.mode)
+        setattr(cfg, self.field, self.beta)
         return self.beta
 
     def observe(self, metrics: dict[str, Any]) -> dict[str, float]:
@@ -95,16 +119,20 @@ def config_problems(cfg: Any) -> list[str]:
     p: list[str] = []
     if cfg.kl_control == "fixed":
         return p
-    if not hasattr(cfg, "beta"):
+    field = kl_weight_field(cfg)
+    if field is None:
         p.append(
-            f"kl_control={cfg.kl_control!r} needs an algorithm with a KL weight (beta); "
+            f"kl_control={cfg.kl_control!r} needs an algorithm with a KL weight; "
             f"algo {cfg.algo!r} has none: use kl_control='fixed'"
         )
         return p
-    if cfg.beta <= 0:
+    if not hasattr(cfg, field):  # a bare TrainConfig: checked once it is the algorithm's
+        return p
+    weight = getattr(cfg, field)
+    if weight <= 0:
         p.append(
-            f"kl_control={cfg.kl_control!r} starts from beta, which is {cfg.beta}: the run then "
-            "builds no reference model; set beta > 0 (the starting coefficient)"
+            f"kl_control={cfg.kl_control!r} starts from {field}, which is {weight}: the run "
+            f"then builds no reference model; set {field} > 0 (the starting coefficient)"
         )
     if cfg.kl_control == "adaptive":
         if cfg.kl_target <= 0:

@@ -11,7 +11,7 @@ import pytest
 from accelerate_train import fresh, small_config
 
 from agents.training import ConfigError, TrainConfig, Trainer
-from agents.training.kl_control import adaptive_update, scheduled_beta
+from agents.training.kl_control import adaptive_update, kl_weight_field, scheduled_beta
 
 # ---------------------------------------------------------------------- the maths
 
@@ -46,13 +46,26 @@ def test_schedules_run_from_beta_to_the_final_value():
         ({"kl_control": "adaptive", "kl_target": 0.0}, "kl_target must be > 0"),
         ({"kl_control": "adaptive", "kl_horizon": 0}, "kl_horizon must be > 0"),
         ({"kl_control": "linear", "kl_beta_final": -1.0}, "kl_beta_final must be >= 0"),
-        ({"kl_control": "adaptive", "algo": "ppo"}, "needs an algorithm with a KL weight"),
+        # PPO's KL weight is kl_coef, 0 by default: the message names PPO's field
+        ({"kl_control": "adaptive", "algo": "ppo"}, "starts from kl_coef, which is 0.0"),
         ({"kl_control": "pid"}, "kl_control must be one of fixed, adaptive, linear, cosine"),
     ],
 )
 def test_bad_kl_settings_name_the_fix(values, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict(values)
+
+
+def test_every_algorithm_with_a_reference_is_controlled_through_its_own_field():
+    from agents.algorithms import ALGORITHMS
+
+    for name, algo in ALGORITHMS.items():
+        field = algo.kl_weight_field
+        assert field is not None, name  # every algorithm today has a KL to the reference
+        assert kl_weight_field(TrainConfig.from_dict({"algo": name})) == field
+        cfg = TrainConfig.from_dict({"algo": name, field: 0.05, "kl_control": "linear"})
+        assert getattr(cfg, field) == 0.05
+    assert kl_weight_field(TrainConfig.from_dict({"algo": "ppo"})) == "kl_coef"
 
 
 # ---------------------------------------------------------------------- tiny runs
@@ -108,3 +121,45 @@ def test_resume_keeps_the_coefficient_and_a_linear_schedule_is_followed(tiny_pol
         small_config(sched, 3, kl_control="linear", kl_beta_final=0.01), policy=fresh(tiny_policy)
     ).train()
     assert [r["kl_coef"] for r in _coefs(sched)] == pytest.approx([0.04, 0.025, 0.01])
+
+
+def _ppo_config(output, steps, **overrides):
+    """:func:`small_config`'s run as PPO with a KL to the reference in its reward."""
+    from agents.algorithms.ppo import PPOConfig
+
+    base = small_config(output, steps, save_every=0)
+    values = {k: getattr(base, k) for k in TrainConfig.field_names()}
+    values.update(algo="ppo", kl_coef=0.04, **overrides)
+    return PPOConfig(**values)
+
+
+@pytest.mark.parametrize("mode", ["linear", "adaptive"])
+def test_ppo_kl_coef_is_scheduled_and_adapted(tiny_policy, tmp_path, mode):
+    """PPO names its KL weight kl_coef (not beta): the schedule and the controller move that
+    field, its advantages read the moved value, and the k1 KL it puts in the reward is the
+    step's ``kl`` the controller adapts to."""
+    extra = dict(kl_beta_final=0.01) if mode == "linear" else dict(kl_target=1e-9, kl_horizon=8.0)
+    cfg = _ppo_config(tmp_path, 3, kl_control=mode, **extra)
+    trainer = Trainer(cfg, policy=fresh(tiny_policy))
+    seen = []
+    advantages = trainer.algorithm.advantages
+
+    def spy(trajectories, scores=None):  # the weight PPO's reward shaping reads
+        seen.append(trainer.algorithm.config.kl_coef)
+        assert scores is not None and scores.reference is not None
+        return advantages(trajectories, scores)
+
+    trainer.algorithm.advantages = spy
+    trainer.train()
+    rows = _coefs(tmp_path)
+    coefs = [r["kl_coef"] for r in rows]
+    assert cfg.kl_coef == 0.04 and not hasattr(trainer.algorithm.config, "beta")
+    assert seen == pytest.approx(coefs)
+    assert all("kl" in r for r in rows)  # PPO logs the KL it puts in the reward
+    if mode == "linear":
+        assert coefs == pytest.approx([0.04, 0.025, 0.01])
+    else:
+        for row, nxt in zip(rows, coefs[1:], strict=False):
+            error = min(max(row["kl"] / 1e-9 - 1, -0.2), 0.2)
+            assert nxt == pytest.approx(row["kl_coef"] * (1 + error * row["episodes"] / 8.0))
+        assert coefs[0] == 0.04 and len(set(coefs)) == 3  # it moved every step
