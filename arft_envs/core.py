@@ -367,8 +367,9 @@ class AgenticEnv(gym.Env[dict, str]):
 
     @property
     def messages(self) -> tuple[dict, ...]:
-        """The episode's conversation so far."""
-        return tuple(self._messages)
+        """The episode's conversation so far, as copies: a caller may keep or change them
+        without touching the env's state (image parts index :attr:`images`)."""
+        return tuple(_copy_message(m) for m in self._messages)
 
     @property
     def images(self) -> tuple[np.ndarray, ...]:

@@ -8,16 +8,22 @@ and error messages are those of the in-process env, because it *is* the in-proce
 
 The wire format (:class:`ArftAction`, :class:`ArftObservation`):
 
-- an action is ``{"text": str}``: one assistant turn, exactly what ``env.step`` takes;
+- an action is ``{"text": str}``: one assistant turn, exactly what ``env.step`` takes; in
+  an env made with ``action_format="tool_calls"`` (``arft serve ID --env-arg
+  action_format=tool_calls``) it may also carry ``tool_calls`` (OpenEnv clients send the
+  assistant message ``{"text": reasoning, "tool_calls": [{"type": "function", "function":
+  {"name": ..., "arguments": {...}}}]}``), or put Hermes ``<tool_call>`` text in ``text``;
 - an observation carries the whole conversation: ``messages`` (roles and parts, image parts
-  indexing ``images``), ``images`` as ``{"shape": [h, w, 3], "dtype": "uint8", "data":
+  indexing ``images``; an assistant turn's ``tool_calls`` and a tool reply's ``name`` when
+  the env records them), ``images`` as ``{"shape": [h, w, 3], "dtype": "uint8", "data":
   base64 of the raw bytes}`` (lossless: :func:`to_gym_observation` gives back arrays equal to
   the env's), ``terminated``, ``truncated`` and the step's ``info`` (JSON-safe). OpenEnv's
   ``done`` is ``terminated or truncated``.
 
 With ``expert_hints=True`` (``arft serve --expert-hints``) each observation also carries
-``expert_action``, the scripted expert's next turn, for demonstrations and smoke tests; it
-is off by default because it gives the answer away.
+``expert_action``, the scripted expert's next turn (in a ``tool_calls`` env, the assistant
+message with its native call), for demonstrations and smoke tests; it is off by default
+because it gives the answer away.
 
 A request the server cannot honour (a step before any reset, an unknown reset option, a
 seed that is not an integer, an action without ``text``) gets an error message that says
@@ -72,9 +78,21 @@ class ArftRequestError(ValueError):
 
 
 class ArftAction(Action):
-    """One assistant turn: the text ``env.step`` receives."""
+    """One assistant turn: the text ``env.step`` receives, or, in a ``tool_calls`` env, the
+    text and the turn's native calls (the assistant message ``env.step`` receives)."""
 
     text: str = Field(..., description="the assistant turn, e.g. '<think>…</think><code>…'")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None,
+        description="native calls, [{'type': 'function', 'function': {'name', 'arguments'}}] "
+        "(envs made with action_format='tool_calls')",
+    )
+
+    def env_action(self) -> str | dict[str, Any]:
+        """What ``env.step`` takes: the text, or the assistant message with its calls."""
+        if self.tool_calls is None:
+            return self.text
+        return {"role": "assistant", "content": self.text, "tool_calls": self.tool_calls}
 
 
 class ArftObservation(Observation):
@@ -85,7 +103,7 @@ class ArftObservation(Observation):
     terminated: bool = False
     truncated: bool = False
     info: dict[str, Any] = Field(default_factory=dict)
-    expert_action: str | None = None
+    expert_action: str | dict[str, Any] | None = None
 
 
 def encode_image(image: np.ndarray) -> dict[str, Any]:
@@ -118,11 +136,29 @@ def to_gym_observation(observation: ArftObservation | dict[str, Any]) -> dict[st
     else:
         messages, images = observation["messages"], observation["images"]
     return {
-        "messages": tuple(
-            {"role": m["role"], "content": tuple(dict(p) for p in m["content"])} for m in messages
-        ),
+        "messages": tuple(_gym_message(m) for m in messages),
         "images": tuple(decode_image(image) for image in images),
     }
+
+
+def _wire_message(m: dict[str, Any]) -> dict[str, Any]:
+    """One env message as JSON: its parts, and its ``tool_calls`` / ``name`` when present."""
+    out: dict[str, Any] = {"role": m["role"], "content": [dict(p) for p in m["content"]]}
+    if "tool_calls" in m:
+        out["tool_calls"] = _jsonable(m["tool_calls"])
+    if "name" in m:
+        out["name"] = m["name"]
+    return out
+
+
+def _gym_message(m: dict[str, Any]) -> dict[str, Any]:
+    """One wire message as the env's own message value (tuples where the env has them)."""
+    out: dict[str, Any] = {"role": m["role"], "content": tuple(dict(p) for p in m["content"])}
+    if "tool_calls" in m:
+        out["tool_calls"] = tuple(m["tool_calls"])
+    if "name" in m:
+        out["name"] = m["name"]
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -184,7 +220,7 @@ class ArftEnvironment(Environment[ArftAction, ArftObservation, State]):
                 f"no episode is in progress in this {self.env_id} session (none yet, or the "
                 "last one ended); send a reset before the next step"
             )
-        observation, reward, terminated, truncated, info = self.env.step(action.text)
+        observation, reward, terminated, truncated, info = self.env.step(action.env_action())
         self._state.step_count += 1
         self._in_episode = not (terminated or truncated)
         return self._observation(observation, float(reward), terminated, truncated, info)
@@ -204,14 +240,11 @@ class ArftEnvironment(Environment[ArftAction, ArftObservation, State]):
             from arft_envs.experts import ExpertError, ScriptedExpert
 
             try:
-                hint = ScriptedExpert().act(self.env)
+                hint = _jsonable(ScriptedExpert().act(self.env))
             except ExpertError:
                 hint = None
         return ArftObservation(
-            messages=[
-                {"role": m["role"], "content": [dict(p) for p in m["content"]]}
-                for m in observation["messages"]
-            ],
+            messages=[_wire_message(m) for m in observation["messages"]],
             images=[encode_image(image) for image in observation["images"]],
             terminated=bool(terminated),
             truncated=bool(truncated),
@@ -340,18 +373,25 @@ class spawn_server:  # noqa: N801 - used as a context manager, like open()
 
 
 class ArftEnvClient(EnvClient[ArftAction, ArftObservation, State]):
-    """OpenEnv's WebSocket client, typed for arft: ``step`` takes an :class:`ArftAction`
-    (or a plain string) and results hold :class:`ArftObservation`.
+    """OpenEnv's WebSocket client, typed for arft: ``step`` takes an :class:`ArftAction`,
+    a plain string, or (``tool_calls`` envs) an assistant message ``{"content": ...,
+    "tool_calls": [...]}`` such as a ``tool_calls`` expert hint; results hold
+    :class:`ArftObservation`.
 
     ``client = ArftEnvClient(base_url="http://127.0.0.1:8000").sync()``, then ``with client:
     result = client.reset(seed=0)``; ``to_gym_observation(result.observation)`` is the env's
     own observation.
     """
 
-    def _step_payload(self, action: ArftAction | str) -> dict[str, Any]:
+    def _step_payload(self, action: ArftAction | str | dict[str, Any]) -> dict[str, Any]:
         if isinstance(action, str):
             return {"text": action}
-        return action.model_dump(exclude={"metadata"})
+        if isinstance(action, dict):  # an assistant message
+            payload = {"text": action.get("content") or ""}
+            if action.get("tool_calls") is not None:
+                payload["tool_calls"] = list(action["tool_calls"])
+            return payload
+        return action.model_dump(exclude={"metadata"}, exclude_none=True)
 
     def _parse_result(self, payload: dict[str, Any]) -> StepResult[ArftObservation]:
         fields = dict(payload.get("observation", {}))

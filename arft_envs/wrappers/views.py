@@ -28,7 +28,9 @@ class DeltaObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     After ``reset`` that is the opening messages; after a ``step`` it is the assistant turn
     just taken and the tool's reply. Image parts are re-indexed into the delta's own
-    ``images``. Concatenating the deltas rebuilds the full conversation.
+    ``images``; a message's other fields (``tool_calls`` and ``name`` in an env made with
+    ``action_format="tool_calls"``) pass through. Concatenating the deltas rebuilds the full
+    conversation.
     """
 
     def __init__(self, env: gym.Env):
@@ -47,7 +49,7 @@ class DeltaObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         images = observation["images"][first_image:]
         remapped = tuple(
             {
-                "role": m["role"],
+                **m,
                 "content": tuple(
                     {"type": "image", "index": p["index"] - first_image}
                     if p["type"] == "image"
@@ -67,9 +69,11 @@ class DeltaObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
 
 class DiscreteActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
-    """``Discrete(len(choices))`` actions, each one a fixed assistant turn."""
+    """``Discrete(len(choices))`` actions, each one a fixed assistant turn: tagged text, or
+    in an env made with ``action_format="tool_calls"`` Hermes ``<tool_call>`` text or an
+    assistant message with ``tool_calls`` (whatever that env's ``step`` takes)."""
 
-    def __init__(self, env: gym.Env, choices: Sequence[str]):
+    def __init__(self, env: gym.Env, choices: Sequence[str | dict]):
         gym.utils.RecordConstructorArgs.__init__(self, choices=list(choices))
         gym.ActionWrapper.__init__(self, env)
         if not choices:
@@ -77,7 +81,7 @@ class DiscreteActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         self.choices = list(choices)
         self.action_space = spaces.Discrete(len(self.choices))
 
-    def action(self, action: int) -> str:
+    def action(self, action: int) -> str | dict:
         index = int(action)
         if not 0 <= index < len(self.choices):
             raise ValueError(f"action {index} is outside Discrete({len(self.choices)})")

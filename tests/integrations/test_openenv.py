@@ -52,8 +52,8 @@ def _remote(url: str, seed: int, actions: list[str] | None = None, barrier=None)
             "obs": to_gym_observation(result.observation)}  # fmt: skip
 
 
-def _local(seed: int, actions: list[str] | None = None) -> dict:
-    env = gym.make("MATCoding-v0")
+def _local(seed: int, actions: list | None = None, **env_kwargs) -> dict:
+    env = gym.make("MATCoding-v0", **env_kwargs)
     expert = ScriptedExpert()
     obs, info = env.reset(seed=seed)
     task_id, rewards, infos, done, turn = info["task_id"], [], [], False, 0
@@ -146,6 +146,33 @@ def test_malformed_requests_get_clear_errors_and_the_session_survives(url):
     response = requests.post(f"{url}/step", json={"action": {"text": "x"}}, timeout=120)
     assert response.status_code == 400 and "send a reset" in response.json()["detail"]
     assert requests.get(f"{url}/health", timeout=60).status_code == 200
+
+
+def test_a_tool_calls_episode_over_openenv_equals_the_in_process_one():
+    """``--env-arg action_format=tool_calls``: native calls go over the wire both as an
+    assistant message with ``tool_calls`` and as Hermes text, and come back recorded."""
+    with spawn_server(
+        "MATCoding-v0", ["action_format=tool_calls"], expert_hints=True, max_sessions=2
+    ) as server_url:
+        remote = _remote(server_url, seed=0)  # the expert's hints: messages with tool_calls
+        raw_turns = [
+            '<think>look</think>\n<tool_call>\n{"name": "problem", "arguments": '
+            '{"problems": ["dark"]}}\n</tool_call>',
+            "no call at all",
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "answer", "arguments": {"answer": "x"}}}
+            ]},
+        ]  # fmt: skip
+        raw = _remote(server_url, seed=3, actions=raw_turns)
+    local = _local(seed=0, action_format="tool_calls")
+    _assert_same(remote, local)
+    assert remote["infos"][-1]["f1"] == 1.0
+    calls = [m for m in remote["obs"]["messages"] if m.get("tool_calls")]
+    assert len(calls) == len(remote["rewards"]) >= 2
+    assert calls[0]["tool_calls"][0]["function"]["name"] == "problem"
+    assert any(m.get("name") == "code" for m in remote["obs"]["messages"])
+    _assert_same(raw, _local(seed=3, actions=raw_turns, action_format="tool_calls"))
+    assert [i["action_kind"] for i in raw["infos"]][:2] == ["problem", "format_error"]
 
 
 def test_images_round_trip_bit_for_bit():
