@@ -63,15 +63,29 @@ def any_sb(request):
     return request.getfixturevalue(f"{request.param}_sb")
 
 
+def template_of(server: int) -> int | None:
+    """Host pid of ``server``'s template: the one child it forks, before any call, that forks
+    every call's process (see ``worker.py``). It is the server's only child in the server's
+    process group: every process a call makes is in the call's own group, which seccomp
+    stops it from leaving."""
+    try:
+        for p in psutil.Process(server).children():
+            if os.getpgid(p.pid) == os.getpgid(server):
+                return p.pid
+    except (OSError, psutil.Error):
+        pass
+    return None
+
+
 def is_spare(pid: int, server: int) -> bool:
     """True if ``pid`` is ``server``'s spare: the next call's process, forked ahead.
 
-    A spare is a child of the fork-server still in the server's process group. Every call's
-    process leaves that group before it runs any code, and seccomp stops its descendants
-    from changing group, so nothing a call leaves behind can pass for a spare.
+    Only the template forks (spares, and decoders while a call is answered), and nothing a
+    call starts is the template's child: orphans go to the server, a subreaper.
     """
+    template = template_of(server)
     try:
-        return psutil.Process(pid).ppid() == server and os.getpgid(pid) == os.getpgid(server)
+        return template is not None and psutil.Process(pid).ppid() == template
     except (OSError, psutil.Error):
         return False
 
@@ -80,13 +94,16 @@ def spare_processes(sb: Sandbox) -> list[int]:
     """Host pids of the live spares of ``sb``'s workers."""
     spares = []
     for server in sb.worker_pids():
+        template = template_of(server)
+        if template is None:
+            continue
         try:
-            kids = psutil.Process(server).children()
+            kids = psutil.Process(template).children()
         except psutil.Error:
             continue
         for p in kids:
             try:
-                if is_spare(p.pid, server) and p.status() != psutil.STATUS_ZOMBIE:
+                if p.status() != psutil.STATUS_ZOMBIE:
                     spares.append(p.pid)
             except psutil.Error:
                 pass
@@ -94,25 +111,26 @@ def spare_processes(sb: Sandbox) -> list[int]:
 
 
 def stray_processes(sb: Sandbox) -> list[int]:
-    """Host pids of processes left behind by calls (not the workers or their spares).
+    """Host pids of processes left behind by calls (not the workers, templates or spares).
 
-    bwrap: everything under the worker's bwrap process except its init, the fork-server and
-    its spare.
+    bwrap: everything under the worker's bwrap process except its init, the fork-server, its
+    template and the spare.
     process: every process still in the fork-server's session (seccomp forbids setsid, so no
-    descendant of a call can leave it) except the fork-server and its spare.
+    descendant of a call can leave it) except the fork-server, its template and the spare.
     """
     strays = []
     for server in sb.worker_pids():
+        ours = (server, template_of(server))
         if sb.level == "bwrap":
             init = psutil.Process(server).ppid()
             bwrap = psutil.Process(init).ppid()
             pids = [p.pid for p in psutil.Process(bwrap).children(recursive=True)]
-            pids = [p for p in pids if p not in (init, server)]
+            pids = [p for p in pids if p != init and p not in ours]
         else:
             pids = []
             for pid in psutil.pids():
                 try:
-                    if pid != server and os.getsid(pid) == server:
+                    if pid not in ours and os.getsid(pid) == server:
                         pids.append(pid)
                 except OSError:
                     pass

@@ -384,8 +384,10 @@ def test_host_environment_secret_is_not_visible(run, monkeypatch, sandbox_factor
 def test_proc_shows_only_the_sandbox_and_is_read_only(run, bwrap_sb):
     code = (
         "import os\n"
-        "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
-        "print(open('/proc/1/cmdline', 'rb').read().split(b'\\0')[0])\n"
+        "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), os.getpid())\n"
+        "for p in (1, 2, 3):\n"
+        "    print(open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')[:4])\n"
+        "print(os.getppid())\n"
         "try:\n"
         "    open('/proc/sys/kernel/hostname', 'w').write('x')\n"
         "except OSError as e:\n"
@@ -393,9 +395,13 @@ def test_proc_shows_only_the_sandbox_and_is_read_only(run, bwrap_sb):
     )
     res = run(bwrap_sb, code)
     lines = res.stdout.splitlines()
-    pids = eval(lines[0])
-    assert len(pids) == 3 and pids[:2] == [1, 2]  # bwrap's init, the fork-server, this call
-    assert "bwrap" in lines[1] and lines[2].startswith("sys ")
+    pids, me = lines[0].rsplit(" ", 1)
+    # bwrap's init, the fork-server, its template (which forks every call), this call
+    assert eval(pids) == [1, 2, 3, int(me)]
+    init, server, template = (eval(line) for line in lines[1:4])
+    assert b"bwrap" in init[0]
+    assert server == template and server[-1].endswith(b"/worker.py")  # a fork of the server
+    assert lines[4] == "3" and lines[5].startswith("sys ")
 
 
 # --- network --------------------------------------------------------------------------------

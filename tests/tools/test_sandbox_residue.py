@@ -18,9 +18,13 @@ find no canary: in the same episode (the next call on the same Sandbox) and in a
 fresh ``env.reset()`` on the same Sandbox pool). The scanner runs in the writer too, as the
 control that shows it would find a canary where there is one.
 
-Not covered yet: *names* the code chooses (of files, image files, xattrs) and the texts of
-image errors. The fork-server lists the work dir and parses image frames with ordinary Python
-objects, so such a name can still sit in freed server heap that the next call inherits.
+Names the code chooses are channels too: the fork-server lists the work dir, deletes what is
+in it, parses image frames and writes image error lines with ordinary Python objects, so the
+writer also puts canaries in hundreds of file names, a directory name, the names of images it
+returns, of images it cannot return (undecodable, so their error text carries the name) and
+of images whose names cannot be returned, and an xattr name. The reader's memory scan must not
+find them: every call's process is forked from a template that never held any call's bytes
+(``worker.py``), not from the server.
 """
 
 from __future__ import annotations
@@ -66,6 +70,11 @@ CHANNELS = (
     "stdout",
     "stderr",
     "image",
+    "file-name",
+    "image-name",
+    "image-error",
+    "unusable-image-name",
+    "xattr-name",
 )
 IPC_KEY = 0x41524600  # + channel index: fixed, so the reader needs no canary to look
 MQ_NAME = "/arft-residue-mq"
@@ -217,8 +226,10 @@ def probe_ipc(key0, n, mq_name):
 
 def scan_all(skip_fds=()):
     root = os.path.dirname(os.getcwd())
-    roots = sorted({os.getcwd(), root, "/tmp", "/var/tmp", "/dev/shm",
-                    os.environ.get("HOME", "/"), os.environ.get("TMPDIR", "/tmp")})
+    # The work area first: a host /tmp full of files (process level) must not use up the
+    # scan's file budget before it gets there.
+    roots = [os.getcwd(), root] + sorted({"/tmp", "/var/tmp", "/dev/shm",
+             os.environ.get("HOME", "/"), os.environ.get("TMPDIR", "/tmp")} - {os.getcwd(), root})
     mem, scanned = scan_memory()
     files, nfiles = scan_files(roots)
     ipc, ipc_found = probe_ipc(IPC_KEY, N_CHANNELS, MQ_NAME)
@@ -307,6 +318,16 @@ attempt("stderr", lambda t: print(t, file=sys.stderr, flush=True))
 import cv2, numpy as np
 pixels = lambda t: np.frombuffer((t * 3).encode(), np.uint8).reshape(1, -1, 3)
 attempt("image", lambda t: cv2.imwrite("out.png", pixels(t)) or 1 / 0)
+def names(t):
+    os.makedirs(t + "-dir")
+    for i in range(300):
+        put(f"{t}-{i}.txt", "")
+attempt("file-name", names)
+tiny = np.zeros((2, 3, 3), np.uint8)
+attempt("image-name", lambda t: all(cv2.imwrite(f"{t}-{i}.png", tiny) for i in range(4)) or 1 / 0)
+attempt("image-error", lambda t: [put(f"{t}-{i}.png", "not an image") for i in range(8)])
+attempt("unusable-image-name", lambda t: [put(f"{t}\t{i}.png", "") for i in range(50)])
+attempt("xattr-name", lambda t: os.setxattr(".", "user." + t, b"1"))
 c = scan_all(skip_fds=(0, 1, 2))
 control = {  # judged here, so the output stays short enough for a tool message
     "memory": len(c["memory"]) >= len(TOKENS) and c["scanned"] > 10 << 20,
@@ -369,7 +390,7 @@ def sb(request):
 
 
 def _write(run, tokens: dict[str, str]) -> dict:
-    written = _parse(run(_program(WRITER, tokens)), "REPORT")
+    written = _parse(run(_program(WRITER, tokens), writer=True), "REPORT")
     report, control = written["report"], written["control"]
     assert set(report) == set(CHANNELS)
     # The control: the same scanner finds canaries where they are.
@@ -387,9 +408,13 @@ def _check(scan: dict, tokens: dict[str, str], before: dict, where: str) -> None
 def test_no_canary_reaches_the_next_call(sb):
     """Same Sandbox, consecutive calls: several rounds, each with fresh canaries."""
 
-    def run(code: str) -> str:
+    def run(code: str, writer: bool = False) -> str:
         res = sb.run(code)
-        assert res.status == "ok", res.describe()
+        if writer:  # its undecodable and unusable image files make it a bad_result
+            assert res.status == "bad_result" and "REPORT" in res.stdout, res.describe()
+            assert sum(n.startswith(tokens["image-name"]) for n in res.images) == 4
+        else:
+            assert res.status == "ok", res.describe()
         return res.stdout
 
     before = _parse(run(_program(READER)), "SCAN")
@@ -406,10 +431,11 @@ def test_no_canary_reaches_the_next_episode(sb):
     env = gym.make("MATCoding-v0", sandbox=sb, timeout_s=LIMITS.wall_s)
     code = "<think>x</think>\n<code>\n```python\n{}\n```\n</code>"
 
-    def run(program: str) -> str:
+    def run(program: str, writer: bool = False) -> str:
         obs, *_ = env.step(code.format(program))
         text = obs["messages"][-1]["content"][-1]["text"]
-        assert text.startswith("Execution succeeded"), text[:2000]
+        expected = "Execution produced an invalid result" if writer else "Execution succeeded"
+        assert text.startswith(expected), text[:2000]
         return text
 
     env.reset(seed=0)

@@ -11,7 +11,17 @@
 
 Design (measured in ``shared/research/sandbox.md``): each worker is a long-lived fork-server
 that has already imported numpy, cv2 and PIL, running inside bubblewrap; every call is one
-``fork()``, so a call costs milliseconds instead of the ~140 ms of a fresh interpreter.
+``fork()`` (of the server's template, done ahead of the call), so a call costs milliseconds
+instead of the ~140 ms of a fresh interpreter.
+
+Which file runs where::
+
+    host    __init__ sandbox _workers _inprocess _bwrap _launcher(as root, before bwrap)
+            limits result errors
+    both    _protocol _imageio _cleanup _seccomp (built on the host, loaded in each call)
+    worker  worker (main, the fork-server loop, classify_exit)
+            _worker_child (the template, and each call's process up to exec of the code)
+            _worker_os (libc, prctl, fds, tasks)  _worker_io (capped buffers)  _landlock
 
 Threat model
 ------------
@@ -40,6 +50,11 @@ What every call gets, at both isolating levels (``bwrap`` and ``process``):
   access (``/proc/<pid>/mem``, ``environ``) to any process outside the call, whatever its uid;
 * **nothing survives the call**: process-group kill plus a sweep; everything it wrote is
   deleted; it had no IPC objects to leave; it could not change metadata it did not create;
+* **no earlier call in memory**: every call's process is forked from the worker's *template*,
+  a process forked before the first call that never receives a call's bytes (code, inputs,
+  output, pixels, or the names it gave files, images and xattrs and the image errors they
+  caused); the fork-server, which handles all of those, is never a call's parent, so no
+  earlier call, in this episode or another, is in memory the call inherits (``worker.py``);
 * **a cleared environment** (PATH, LANG, HOME, TMPDIR, PWD and thread-count variables only);
 * **the host is not fooled**: results come back as size-capped frames and raw uint8 arrays,
   validated on the host; nothing is unpickled; images are decoded inside the sandbox; a hung
@@ -53,10 +68,11 @@ What every call gets, at both isolating levels (``bwrap`` and ``process``):
   repo); ``/``, ``/dev`` and ``/proc`` are read-only mounts;
 * **no network**: an empty network namespace;
 * **no host processes**: private pid, IPC, UTS and cgroup namespaces. The pid namespace holds
-  only bwrap's pid 1 (the reaper), the fork-server and the call. Pid 1 runs as the call's uid
-  and is dumpable, so it is kept out of reach three ways: seccomp (no signal, no ptrace),
-  Landlock (no ptrace-style access, no signal) and the read-only ``/proc`` (no write to
-  ``/proc/1/mem`` even without Landlock). The fork-server is not dumpable;
+  only bwrap's pid 1 (the reaper), the fork-server (2), its template (3) and the call. Pid 1
+  runs as the call's uid and is dumpable, so it is kept out of reach three ways: seccomp (no
+  signal, no ptrace), Landlock (no ptrace-style access, no signal) and the read-only
+  ``/proc`` (no write to ``/proc/1/mem`` even without Landlock). The fork-server and the
+  template are not dumpable;
 * **no privileges**: uid 65534, no capabilities, ``no_new_privs``, no nested user namespaces,
   and when the host is root the whole sandbox runs as host uid 65534 (the kernel ignores
   RLIMIT_NPROC for root).

@@ -22,6 +22,14 @@ import struct
 import zlib
 from typing import Any
 
+if __package__:  # the host imports this package; the worker imports the file top-level
+    from . import _protocol
+else:
+    import _protocol
+
+#: Work-dir entries looked at for images; the code may make millions.
+MAX_LISTED = 100_000
+
 
 def check_rgb_array(arr: Any, max_side: int, what: str = "image") -> None:
     """Raise ValueError unless ``arr`` is an HxWx3 uint8 array with sides in 1..max_side."""
@@ -224,3 +232,109 @@ def read_image_file(path: str, max_side: int) -> Any:
     if rgb is not None and 1 <= rgb.shape[0] <= max_side and 1 <= rgb.shape[1] <= max_side:
         return rgb
     return decode_image_file(path, max_side)
+
+
+# --- the worker's image output: find, decode in a confined child, validate in the server ---
+
+
+def image_candidates(job: str, written: dict) -> tuple[list[str], list[str]]:
+    """Image files in ``job`` that the code created or changed (not untouched inputs), and
+    bounded error lines about the rest."""
+    names, errors, unusable = [], [], []
+    try:
+        with os.scandir(job) as it:
+            for i, e in enumerate(it):
+                if i >= MAX_LISTED or not _protocol.is_image_name(e.name):
+                    continue
+                try:
+                    _protocol.check_file_name(e.name)
+                except ValueError:
+                    unusable.append(e.name)
+                    continue
+                if not e.is_file(follow_symlinks=False):
+                    continue
+                st = e.stat(follow_symlinks=False)
+                if written.get(e.name) == (st.st_ino, st.st_size, st.st_mtime_ns):
+                    continue  # an input file the code left unchanged
+                names.append(e.name)
+    except OSError as e:
+        return [], [f"could not list the work dir: {e.strerror}"]
+    if unusable:  # one bounded line, however many there are
+        shown = ", ".join(f"{n!r:.60}" for n in sorted(unusable)[:3])
+        more = f" and {len(unusable) - 3} more" if len(unusable) > 3 else ""
+        errors.append(f"skipped image files with unusable names: {shown}{more}")
+    names.sort()
+    if len(names) > _protocol.MAX_IMAGES:
+        errors.append(
+            f"{len(names)} image files were written; only the first "
+            f"{_protocol.MAX_IMAGES} by name are returned"
+        )
+        names = names[: _protocol.MAX_IMAGES]
+    return names, errors
+
+
+def emit_images(fd: int, job: str, names: list, lim: dict) -> None:
+    """Decode ``names`` (files in ``job``) and write them to ``fd`` as frames + pixels.
+
+    In the call's own child, images the code saved losslessly need no decoding (see
+    :class:`ImwriteLog`); a decoding-only child has an empty log and decodes all.
+    """
+    budget = lim["max_result_bytes"]
+    for name in names:
+        try:
+            a = read_image_file(os.path.join(job, name), lim["max_image_side"])
+        except ValueError as e:
+            _protocol.write_all(fd, _protocol.pack_frame({"name": name, "error": str(e)[:300]}))
+            continue
+        if a.nbytes > budget:
+            msg = f"the decoded images exceed max_result_bytes={lim['max_result_bytes']}"
+            _protocol.write_all(fd, _protocol.pack_frame({"name": name, "error": msg}))
+            continue
+        budget -= a.nbytes
+        head = _protocol.pack_frame({"name": name, "shape": list(a.shape)})
+        _protocol.write_all(fd, head, memoryview(a).cast("B"))
+    _protocol.write_all(fd, _protocol.pack_frame({"end": True}))
+
+
+def parse_images(data: memoryview, names: list, lim: dict) -> tuple[dict, dict]:
+    """Validate image frames from an untrusted decoder: ``({name: array}, {name: error})``.
+
+    Stops at the first malformed frame; frames after it are ignored.
+    """
+    import numpy as np
+
+    images, errors = {}, {}
+    budget = lim["max_result_bytes"]
+    side = lim["max_image_side"]
+    pos = 0
+    try:
+        while pos + 4 <= len(data):
+            n = _protocol.frame_length(bytes(data[pos : pos + 4]))
+            f = _protocol.parse_frame(bytes(data[pos + 4 : pos + 4 + n]))
+            pos += 4 + n
+            if f.get("end") is True:
+                break
+            name = f.get("name")
+            if name not in names or name in images or name in errors:
+                break
+            if "error" in f:
+                errors[name] = str(f["error"])[:300]
+                continue
+            shape = f.get("shape")
+            if (
+                not isinstance(shape, list)
+                or len(shape) != 3
+                or not all(type(x) is int for x in shape)
+                or shape[2] != 3
+                or not (1 <= shape[0] <= side and 1 <= shape[1] <= side)
+            ):
+                break
+            size = shape[0] * shape[1] * 3
+            if size > budget or pos + size > len(data):
+                break
+            budget -= size
+            images[name] = np.frombuffer(data, np.uint8, size, pos).reshape(shape)
+            pos += size
+    except _protocol.ProtocolError:
+        pass
+    return images, errors

@@ -245,7 +245,11 @@ class Worker:
         if not self._procs or os.getpid() != self._owner_pid:
             return []
         server, started = self._procs[-1]
-        kids = [(pid, _start_time(pid)) for pid in _children(server)]
+        kids, level = [], [server]
+        for _ in range(2):  # the template (and orphans), then the template's own children
+            level = [kid for pid in level for kid in _children(pid)]
+            kids += level
+        kids = [(pid, _start_time(pid)) for pid in kids]
         return kids if _start_time(server) == started else []  # not a reused pid's children
 
     def terminate(self) -> None:
@@ -270,9 +274,10 @@ class Worker:
         """Kill the worker and everything in it, reap it, close its pipes, remove its temp dir.
 
         Only for the thread that holds the worker (or when nobody does)."""
-        # The server's children (the spare waiting for the next call, or a running call) die
-        # with it: the spare is in the server's process group, a call by PDEATHSIG. Note them
-        # now, while they are still its children, to wait for them below.
+        # The server's template dies with it (it is in the server's process group, and has
+        # PDEATHSIG), and the template's children (the spare waiting for the next call, or a
+        # running call) die with the template (PDEATHSIG). Note them now, while they are
+        # still there to find, to wait for them below.
         procs = self._procs + self._server_children()
         self.terminate()
         if os.getpid() != self._owner_pid:

@@ -2,238 +2,132 @@
 
 Started by the host (``sandbox.py``) as ``python -I -B worker.py REQ_FD RESP_FD``: inside
 bubblewrap for the ``bwrap`` level, as a plain process for the ``process`` level. It imports
-numpy, cv2 and PIL once. Between calls it keeps one *spare*: the next call's process, already
-``fork()``ed, which has armed ``PDEATHSIG``, pointed stdin/stdout/stderr at /dev/null and two
-capped pipes, closed every other fd, entered its Landlock domain, and waits on a control
-pipe. Then, for every request:
+numpy, cv2 and PIL once, drops what it must, and then forks its **template**: a process that
+from then on does nothing but fork the calls' processes (``_worker_child``). Between calls
+the template keeps one *spare* ready for the server: the next call's process, already
+forked, with its pipes, fds, Landlock domain and seccomp filter set up, waiting on a control
+pipe. Then, for
+every request the server
 
 1. writes the input files into a fresh work dir,
-2. hands the request to the spare (forking a fresh one if the spare died), which joins its own
-   process group, sets rlimits, clears the environment, loads the seccomp filter and
-   ``exec()``s the code; afterwards the same process decodes the
-   image files the code wrote,
+2. hands the request to the spare (asking for a fresh one if the spare died or stopped),
+   which is under seccomp and Landlock already, sets rlimits, clears the environment and
+   ``exec()``s the code; afterwards the same process decodes the image files the code wrote,
 3. reads the pipes until *that process itself* exits or the wall-clock deadline passes (never
    until pipe EOF: an orphaned grandchild may hold the pipe open forever),
-4. kills the whole process group, sweeps and reaps every remaining process,
+4. kills the call's process group, sweeps and reaps every remaining process (orphans come
+   back to the server, a child subreaper; the template reaps the call's own process and
+   reports how it ended),
 5. validates the decoded images; those the child did not deliver (it crashed, timed out, or
-   sent garbage) are decoded by a fresh confined child,
+   sent garbage) are decoded by another confined child,
 6. deletes everything the call wrote and puts back the mode bits and extended attributes of
    the work area (``_cleanup``: iterative, fd-relative, bounded in time; never raises),
-   answers with one frame plus raw payloads, and only then forks the spare for the next call
-   (so the sweep never meets it). A failure after the call started still answers it, as
-   ``bad_result`` with one short line and the call's own output; never with a traceback.
+   answers with one frame plus raw payloads, and only then asks for the next spare. A
+   failure after the call started still answers it, as ``bad_result`` with one short line
+   and the call's own output; never with a traceback.
 
-Every call still runs in a new process forked from a server that never ran untrusted code;
-the spare only moves the fork out of the time the caller waits. The bytes of a call (its
-code, inputs, stdout, stderr, returned pixels, the tag it may write) are held only in buffers
-left out of every fork (``_unshared``), never in the server's heap, so the next call's
-process cannot find them in memory it inherits. Names the code chooses (of files and image
-files) and the texts of image errors still pass through ordinary Python objects. The fork-server itself is not dumpable
-(children cannot read its memory) and is a child subreaper (orphans come back to it to be
-reaped).
+**No residue through memory.** A forked process inherits its parent's whole memory, freed
+heap included. Every call's process is forked from the template, which was forked from the
+server before the first call and has never held a byte of any call: not its code, inputs,
+stdout or pixels, and not the names it chose for files, image files and xattrs or the texts
+of its image errors, all of which pass through the server's ordinary Python objects. So the
+next call (and the next episode) cannot find an earlier call in memory it inherits, whatever
+the server did with it. The alternatives were weaker or broke other promises: scrubbing the
+server's heap cannot reach every copy the interpreter makes, a walk that keeps names out of
+Python objects would have to cover every path that meets them (listing, cleanup, frames,
+error texts) and stay that way, and making the server bwrap's pid 1 would change what the
+pid namespace shows. The server's I/O buffers are still left out of every fork
+(``_worker_io.unshared``), now only so that refilling them never costs a page copy.
+
+The template (pid 3 in bwrap's pid namespace, after bwrap's init and the server) is a child
+of the server in the server's process group; it dies with the server (``PDEATHSIG``) and
+every child of it dies with it. Code cannot signal, trace or read it: seccomp and Landlock
+allow signals only within the call, ptrace nowhere, and the server and the template are not
+dumpable.
 """
 
 from __future__ import annotations
 
-import builtins
-import ctypes
-import errno
-import io
 import marshal
 import math
-import mmap
 import os
-import resource
 import select
 import signal
+import socket
 import sys
 import time
 import traceback
-import types
-from typing import NoReturn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _cleanup  # noqa: E402
 import _imageio  # noqa: E402
 import _landlock  # noqa: E402
-import _launcher  # noqa: E402
 import _protocol  # noqa: E402
 import _seccomp  # noqa: E402
+import _worker_child  # noqa: E402
+import _worker_os as wos  # noqa: E402
+from _worker_io import Sink, drain, unshared  # noqa: E402
 
-_PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
-_PR_SET_CHILD_SUBREAPER = 36
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters
-_EXIT_SETUP_FAILED = 121  # the child could not be confined; it never ran the code
 _WIPE_BUDGET_S = 10.0  # a work area not clean by then is given up with its worker
-_MAX_LISTED = 100_000  # work-dir entries looked at for images; the code may make millions
 _TAGS = ("memory", "fsize", "disk", "nofile", "nproc")  # what a dying call may report
 _HAND_OVER_S = 2.0  # a live spare reads its request at once; one that does not is replaced
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+_TEMPLATE_S = 10.0  # the template answers at once; if it does not, the worker is given up
 
 
-def _prctl(option: int, arg: int) -> None:
-    if _libc.prctl(option, arg, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+def classify_exit(
+    wstatus: int, *, timed_out: bool, cpu_used: float, cpu_s: float, report: bytes
+) -> tuple[str, int | None, int | None, str | None]:
+    """How a call ended: ``(status, exit_code, signal, limit)``.
 
-
-def _count_tasks(uid: int, skip: int = 0) -> int:
-    """Tasks (processes and threads) whose real uid is ``uid``, as RLIMIT_NPROC counts them,
-    leaving out process ``skip``."""
-    n = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == skip:
-            continue
-        try:
-            with open(f"/proc/{name}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-            if int(fields["Uid"].split()[0]) == uid:
-                n += int(fields["Threads"])
-        except (OSError, KeyError, ValueError):
-            pass
-    return n
-
-
-def _expose_import_paths() -> list[int]:
-    """Keep the interpreter's import paths usable after dropping root (``process`` level).
-
-    A venv or pyenv under ``/root`` (mode 0700) is unreachable for uid 65534. Before the drop
-    we open each such sys.path entry as an O_PATH fd and import through
-    ``/proc/self/fd/N`` instead: following that link skips the permission checks on the
-    directories above it, while files below it still need their ordinary "other" bits.
-    Returns the fds, which every child must keep open.
+    ``wstatus`` is the call's process's wait status, ``cpu_used`` its CPU seconds, ``cpu_s``
+    the call's CPU limit, ``report`` what the process wrote to its report pipe: ``C`` once it
+    was confined, then the first line a dying process wrote (a resource tag; later lines, from
+    forked children sharing the pipe, are ignored). The code can write anything there; it is
+    only matched against the known tags. ``limit == "setup"`` means the process was never
+    confined (it never ran the code): the worker must not be trusted again.
     """
-    rewrite: dict[str, str] = {}
-    for entry in sys.path:
-        if (
-            entry
-            and entry not in rewrite
-            and os.path.isdir(entry)
-            and not _launcher.world_reachable(entry)
-        ):
-            fd = os.open(entry, os.O_PATH | os.O_DIRECTORY)
-            rewrite[entry] = f"/proc/self/fd/{fd}"
-    if not rewrite:
-        return []
-
-    def moved(p: str) -> str:
-        for old, new in rewrite.items():
-            if p == old or p.startswith(old + "/"):
-                return new + p[len(old) :]
-        return p
-
-    sys.path[:] = [moved(p) for p in sys.path]
-    for mod in list(sys.modules.values()):
-        paths = getattr(mod, "__path__", None)
-        if isinstance(paths, list):
-            paths[:] = [moved(p) if isinstance(p, str) else p for p in paths]
-    sys.path_importer_cache.clear()
-    import importlib
-
-    importlib.invalidate_caches()
-    return [int(v.rsplit("/", 1)[1]) for v in rewrite.values()]
+    if timed_out:
+        return "timeout", None, None, "wall"
+    if os.WIFSIGNALED(wstatus):
+        sig = os.WTERMSIG(wstatus)
+        cpu_soft = math.ceil(cpu_s)
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= cpu_soft - 0.05):
+            return "killed", None, sig, "cpu"
+        if sig == signal.SIGXFSZ:
+            return "killed", None, sig, "fsize"
+        return "signal", None, sig, None
+    exit_code = os.WEXITSTATUS(wstatus)
+    if report[:1] != b"C":
+        return "killed", exit_code, None, "setup"
+    if exit_code == 0:
+        return "ok", 0, None, None
+    tag = next((t for t in _TAGS if report[1 : len(t) + 2] == f"{t}\n".encode()), None)
+    if tag:
+        return "killed", exit_code, None, tag
+    return "error", exit_code, None, None
 
 
-def _unshared(n: int):  # noqa: ANN202 - a numpy array; numpy is imported lazily here
-    """``n`` zeroed bytes (a uint8 array) that ``fork()`` leaves out of every child.
+class _Child:
+    """The server's end of a child the template forked: its pid (once the template said it),
+    a pidfd, and the control, stdout, stderr, report and image pipes."""
 
-    For the server's reusable I/O buffers. Whenever the server works, a child of it is alive
-    (the spare waiting for the request, or the running call) and shares its memory
-    copy-on-write, so every server write to an inherited page would cost a page copy. And a
-    call's process has no business reading what earlier calls sent and received, which these
-    buffers still hold (in a child, touching them faults).
-    """
-    import numpy as np
+    def __init__(self, ctl: int, out: int, err: int, tag: int, img: int) -> None:
+        self.ctl, self.out, self.err, self.tag, self.img = ctl, out, err, tag, img
+        self.pid: int | None = None
+        self.pidfd = -1
+        self.ended = False  # the template reported its exit
 
-    m = mmap.mmap(-1, max(n, 1))
-    m.madvise(mmap.MADV_DONTFORK)
-    return np.frombuffer(m, np.uint8)
-
-
-class _Sink:
-    """Keeps the first ``cap`` bytes of a stream and counts the rest.
-
-    Reads straight into a buffer kept across calls (no fresh pages) and left out of every
-    fork (``_unshared``): what a call printed never lands in the server's heap, which the
-    next call's process inherits. Bytes beyond the cap go to a scratch buffer, for the same
-    reason.
-    """
-
-    _overflow = None
-
-    def __init__(self) -> None:
-        self.buf = _unshared(0)
-        self.n = 0
-        self.cap = 0
-        self.dropped = 0
-
-    def reset(self, cap: int) -> None:
-        self.n, self.cap, self.dropped = 0, cap, 0
-
-    def read_from(self, fd: int) -> int:
-        if self.n >= self.cap:
-            if _Sink._overflow is None:
-                _Sink._overflow = _unshared(1 << 16)
-            k = os.readv(fd, [_Sink._overflow])
-            self.dropped += k
-            return k
-        if len(self.buf) - self.n < 1 << 16:
-            grown = _unshared(
-                len(self.buf) + min(max(len(self.buf), 1 << 20), self.cap + (1 << 16))
-            )
-            grown[: self.n] = self.buf[: self.n]
-            self.buf = grown
-        k = os.readv(fd, [memoryview(self.buf)[self.n : min(len(self.buf), self.cap)]])
-        self.n += k
-        return k
-
-    def view(self) -> memoryview:
-        return memoryview(self.buf)[: self.n]
-
-
-def _classify_exception(e: BaseException) -> bytes:
-    """Map an uncaught exception to a resource-limit tag (b"" when it is an ordinary error)."""
-    if isinstance(e, MemoryError):
-        return b"memory"
-    if isinstance(e, OSError):
-        return {
-            errno.EFBIG: b"fsize",
-            errno.ENOSPC: b"disk",
-            errno.EMFILE: b"nofile",
-            errno.EAGAIN: b"nproc",
-        }.get(e.errno, b"")
-    if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
-        return b"nproc"
-    msg = str(e)
-    if type(e).__name__ == "error" and (
-        "Insufficient memory" in msg or "Failed to allocate" in msg
-    ):
-        return b"memory"
-    return b""
-
-
-class _Spare:
-    """The server's end of a forked child that waits for its request (see the module doc).
-
-    Its stdout/stderr/tag/image pipes exist before the request, so the call only has to send
-    the request down ``ctl``.
-    """
-
-    def __init__(self, pid: int, ctl: int, out: int, err: int, tag: int, img: int) -> None:
-        self.pid, self.ctl, self.out, self.err, self.tag, self.img = pid, ctl, out, err, tag, img
-        self.reaped = False
+    def exited(self) -> bool:
+        if self.ended:
+            return True
+        if self.pidfd < 0:  # no pidfds on this kernel
+            return wos.process_state(self.pid) in ("", "Z", "X")
+        return bool(select.select([self.pidfd], [], [], 0)[0])
 
     def alive(self) -> bool:
         """False if it died or was stopped while waiting (e.g. signalled from outside)."""
-        if self.reaped:
-            return False
-        pid, status = os.waitpid(self.pid, os.WNOHANG | os.WUNTRACED)
-        if pid == 0:
-            return True
-        self.reaped = not os.WIFSTOPPED(status)  # a stopped one is discarded unreaped
-        return False
+        return not self.exited() and wos.process_state(self.pid) not in ("", "T", "t", "Z", "X")
 
     def hand_over(self, request: bytes, code: memoryview) -> None:
         """Send the request, then the code; raises OSError or TimeoutError if the child does
@@ -246,27 +140,97 @@ class _Spare:
         os.close(self.ctl)
         self.ctl = -1
 
-    def discard(self) -> None:
-        """Kill and reap it (it never received a request) and close the server's ends."""
-        if not self.reaped:
-            try:
-                os.kill(self.pid, signal.SIGKILL)  # our unreaped child: the pid is still ours
-            except OSError:
-                pass
-            os.waitpid(self.pid, 0)
-            self.reaped = True
-        for fd in (self.ctl, self.out, self.err, self.tag, self.img):
+    def close(self) -> None:
+        for fd in (self.ctl, self.out, self.err, self.tag, self.img, self.pidfd):
             if fd >= 0:
                 os.close(fd)
-        self.ctl = self.out = self.err = self.tag = self.img = -1
+        self.ctl = self.out = self.err = self.tag = self.img = self.pidfd = -1
 
 
-def _receive_request(fd: int) -> tuple:
-    """Child side: the request the server handed over (EOFError if it closed the pipe):
-    ``(code, lim, job, written, deadline, nproc_base)``."""
-    n = int.from_bytes(_protocol.read_exact(fd, 8), "little")
-    code_len, *rest = marshal.loads(_protocol.read_exact(fd, n))
-    return (_protocol.read_exact(fd, code_len), *rest)
+class _Template:
+    """The server's end of the template: ask for children, learn how they ended."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid, self.sock = pid, sock
+        self._pids: list[int] = []  # answers to requests, in order
+        self._ends: dict[int, tuple[int, float]] = {}  # pid -> (wait status, CPU seconds)
+
+    def spawn(self) -> _Child:
+        """Ask for a child (answered later; see :meth:`claim`)."""
+        # Only the server's ends are non-blocking: O_NONBLOCK on a write end would make the
+        # code's print() fail with EAGAIN when the pipe is full.
+        ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        tag_r, tag_w = os.pipe2(os.O_CLOEXEC)
+        img_r, img_w = os.pipe2(os.O_CLOEXEC)
+        for fd in (ctl_w, out_r, err_r, tag_r, img_r):
+            os.set_blocking(fd, False)
+        _protocol.grow_pipe(img_r)
+        theirs = [ctl_r, out_w, err_w, tag_w, img_w]
+        try:
+            socket.send_fds(self.sock, [b"S"], theirs)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        return _Child(ctl_w, out_r, err_r, tag_r, img_r)
+
+    def claim(self, child: _Child) -> None:
+        """Wait for ``child``'s pid (the oldest unanswered request is ``child``)."""
+        if child.pid is not None:
+            return
+        deadline = time.monotonic() + _TEMPLATE_S
+        while not self._pids:
+            self._receive(deadline)
+        pid = self._pids.pop(0)
+        child.pid = pid
+        if pid <= 0:
+            child.ended = True
+            raise OSError(-pid, "the template could not fork")
+        try:
+            child.pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            child.pidfd = -1
+
+    def wait(self, child: _Child) -> tuple[int, float]:
+        """``child``'s wait status and CPU seconds, once the template reaped it."""
+        deadline = time.monotonic() + _TEMPLATE_S
+        while child.pid not in self._ends:
+            self._receive(deadline)
+        child.ended = True
+        return self._ends.pop(child.pid)
+
+    def discard(self, child: _Child) -> None:
+        """Kill ``child`` (it never received a request, or it is done) and close our ends."""
+        try:
+            if child.pid is None:
+                self.claim(child)
+            if not child.ended:
+                if child.pidfd >= 0:
+                    try:
+                        signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+                    except OSError:
+                        pass
+                else:
+                    os.killpg(child.pid, signal.SIGKILL)  # its own group, made by the template
+                self.wait(child)
+        except OSError:
+            pass
+        finally:
+            child.close()
+
+    def _receive(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+            raise TimeoutError("the template did not answer")
+        data = self.sock.recv(256)
+        if not data:
+            raise RuntimeError("the template died")
+        msg = marshal.loads(data)
+        if msg[0] == "pid":
+            self._pids.append(msg[1])
+        elif msg[0] == "exit":
+            self._ends[msg[1]] = (msg[2], msg[3])
 
 
 class Server:
@@ -278,19 +242,17 @@ class Server:
         self.resp_fd = resp_fd
         self.level = cfg["level"]
         self.workdir = cfg["workdir"]
-        self.prog = bytes.fromhex(cfg["seccomp"])
-        self.prog_offsets = _seccomp.placeholder_offsets(self.prog)
-        self.keep_fds: list[int] = []
         self.calls = 0
         self.pid = os.getpid()
-        self.base_env = dict(cfg["env"])
-        self._inbuf = _unshared(0)
+        self._inbuf = unshared(0)
         self._scratch: dict = {}
-        self._image_sink = _Sink()
-        self._out, self._err = _Sink(), _Sink()
-        self._tagbuf = _unshared(64)
-        self._codebuf = _unshared(0)
-        self.spare: _Spare | None = None
+        self._image_sink = Sink()
+        self._out, self._err = Sink(), Sink()
+        self._junk = Sink()
+        self._tagbuf = unshared(64)
+        self._codebuf = unshared(0)
+        self.spare: _Child | None = None
+        self.template: _Template | None = None
         self._answering: int | None = None  # the id of the call whose "done" is owed
 
     # --- start-up ---------------------------------------------------------------------------
@@ -305,9 +267,10 @@ class Server:
         cv2.setNumThreads(0)  # no OpenCV thread pool in the parent: forking it is unsafe
         _imageio.imwrite_log.install(cv2)  # each child records its own lossless writes
         _seccomp.load_libc()
+        keep_fds: list[int] = []
         candidates = self.cfg.get("drop_to")
         if candidates:
-            self.keep_fds = _expose_import_paths()
+            keep_fds = wos.expose_import_paths()
             os.setgroups([])
             for i, (uid, gid) in enumerate(candidates):
                 try:
@@ -320,12 +283,11 @@ class Server:
                         raise
         if self.level == "process":
             # Die with the host; set after the uid change, which clears PDEATHSIG.
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            wos.prctl(wos.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != self.cfg["parent_pid"]:
                 os._exit(1)
-        _prctl(_PR_SET_DUMPABLE, 0)
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        self.nproc_base = _count_tasks(os.getuid())
+        wos.prctl(wos.PR_SET_DUMPABLE, 0)
+        wos.prctl(wos.PR_SET_CHILD_SUBREAPER, 1)
         # What the writable work area holds before any call (for bwrap: mount points of
         # binds that live under /tmp). After every call everything else is deleted and the
         # mode bits and extended attributes of what stays are put back, so nothing a call
@@ -333,12 +295,23 @@ class Server:
         self.baseline = _cleanup.snapshot(self.workdir)
         # Every call gets a Landlock domain where the kernel has one (signal scope, no ptrace
         # of bwrap's pid 1 or of us); the process level, without mounts, also confines reads.
-        self.landlock_abi = _landlock.abi_version()
-        self.readable = _landlock.readable_roots() if self.level == "process" else None
+        landlock_abi = _landlock.abi_version()
+        prog = bytes.fromhex(self.cfg["seccomp"])
+        child_cfg = _worker_child.ChildConfig(
+            workdir=self.workdir,
+            base_env=dict(self.cfg["env"]),
+            prog=prog,
+            prog_offsets=_seccomp.placeholder_offsets(prog),
+            landlock_abi=landlock_abi,
+            readable=_landlock.readable_roots() if self.level == "process" else None,
+            keep_fds=keep_fds,
+        )
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
+        self.template = self._fork_template(child_cfg)
+        self.nproc_base = wos.count_tasks(os.getuid())  # the template included
         _protocol.write_all(
             self.resp_fd,
             _protocol.pack_frame(
@@ -347,7 +320,7 @@ class Server:
                     "pid": os.getpid(),
                     "uid": os.getuid(),
                     "nproc_base": self.nproc_base,
-                    "landlock": self.landlock_abi,
+                    "landlock": landlock_abi,
                     "versions": {
                         "python": sys.version.split()[0],
                         "numpy": numpy.__version__,
@@ -358,19 +331,37 @@ class Server:
             ),
         )
 
+    def _fork_template(self, child_cfg: _worker_child.ChildConfig) -> _Template:
+        """Fork the template now, before any call's byte has entered this process."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the template
+            try:
+                ours.close()
+                os.close(self.req_fd)
+                os.close(self.resp_fd)
+                _worker_child.run_template(theirs, child_cfg, self.pid)
+            finally:
+                os._exit(1)
+        theirs.close()
+        return _Template(pid, ours)
+
     def serve(self) -> None:
         try:
             self._serve()
         finally:
             if self.spare is not None:  # PDEATHSIG would kill it too; do not leave it to that
-                self.spare.discard()
+                try:
+                    self.template.discard(self.spare)
+                except (OSError, RuntimeError, TimeoutError):
+                    pass
 
     def _serve(self) -> None:
         while True:
-            # The previous call is fully finished (swept, wiped, answered): fork the next
-            # call's process now, while the host is busy with the answer.
+            # The previous call is fully finished (swept, wiped, answered): have the next
+            # call's process forked now, while the host is busy with the answer.
             if self.spare is None:
-                self.spare = self._fork_spare()
+                self.spare = self.template.spawn()
             try:
                 req = _protocol.read_frame(self.req_fd)
             except EOFError:
@@ -419,21 +410,31 @@ class Server:
     # --- one call ---------------------------------------------------------------------------
 
     def handle(self, req: dict) -> None:
+        inputs = self._write_inputs(req)
+        if inputs is None:
+            return
+        code, job, written = inputs
+        lim, wall = req["limits"], float(req["wall_s"])
+        run = self._run(req["id"], code, lim, wall, job, written)
+        self._answer(req["id"], run, lim, wall, job, written)
+
+    def _write_inputs(self, req: dict):
+        """Read the code and the input files; write the files into a fresh work dir.
+
+        Returns ``(code, job, written)``, or None when the call was rejected (answered)."""
         import numpy as np
 
-        # The code goes into a buffer left out of every fork, never into our heap.
+        # The code goes into a buffer kept across calls and left out of every fork.
         if len(self._codebuf) < req["code_len"]:
-            self._codebuf = _unshared(req["code_len"])
+            self._codebuf = unshared(req["code_len"])
         code = memoryview(self._codebuf)[: req["code_len"]]
         _protocol.read_into(self.req_fd, code)
         # File payloads land in a buffer kept across calls: fresh memory costs a page fault
         # per 4 KiB, which is most of the cost of moving an image.
         total = sum(f["len"] for f in req["files"])
         if len(self._inbuf) < total:
-            self._inbuf = _unshared(total)
+            self._inbuf = unshared(total)
         _protocol.read_into(self.req_fd, memoryview(self._inbuf)[:total])
-        lim = req["limits"]
-        wall = float(req["wall_s"])
 
         self.calls += 1
         job = os.path.join(self.workdir, f"job-{self.calls}")
@@ -450,7 +451,7 @@ class Server:
                     if f["kind"] == "rgb":
                         arr = np.frombuffer(data, dtype=np.uint8).reshape(f["shape"])
                         fh.write(_imageio.bmp_header(*arr.shape[:2]))
-                        fh.write(_imageio.bmp_rows(arr, self._scratch, _unshared))
+                        fh.write(_imageio.bmp_rows(arr, self._scratch, unshared))
                     else:
                         fh.write(data)
                 st = os.stat(path)
@@ -462,65 +463,55 @@ class Server:
                 self.resp_fd,
                 _protocol.pack_frame({"ev": "rejected", "id": req["id"], "message": msg}),
             )
-            return
+            return None
+        return code, job, written
 
+    def _run(self, call_id: int, code: memoryview, lim: dict, wall: float, job: str, written):
+        """Run the call to its end and sweep up after it; returns what ``_answer`` needs."""
         child, started = self._start_call(code, lim, job, written, wall)
-        pid, out_r, err_r, tag_r, img_r = child.pid, child.out, child.err, child.tag, child.img
-        deadline = started + wall
         _protocol.write_all(
-            self.resp_fd, _protocol.pack_frame({"ev": "started", "id": req["id"], "pid": pid})
+            self.resp_fd,
+            _protocol.pack_frame({"ev": "started", "id": call_id, "pid": child.pid}),
         )
-        self._answering = req["id"]  # from here on a failure still answers this call
+        self._answering = call_id  # from here on a failure still answers this call
 
         out, err = self._out, self._err
         out.reset(lim["stdout_bytes"])
         err.reset(lim["stdout_bytes"])
         own_images = self._image_sink
         own_images.reset(lim["max_result_bytes"] + 4096 * (_protocol.MAX_IMAGES + 1))
-        streams = {out_r: out, err_r: err, img_r: own_images}
-        timed_out = self._watch(pid, streams, deadline)
-        _, wstatus, ru = os.wait4(pid, 0)
+        streams = {child.out: out, child.err: err, child.img: own_images}
+        timed_out = self._watch(child, streams, started + wall)
+        wstatus, cpu_used = self.template.wait(child)
         duration = time.monotonic() - started
-        healthy = self._sweep(pid)
+        healthy = self._sweep(child.pid)
         for fd, buf in streams.items():
-            _drain(fd, buf)
-            os.close(fd)
+            drain(fd, buf)
         try:
-            got = memoryview(self._tagbuf)[: os.readv(tag_r, [self._tagbuf])]
+            report = memoryview(self._tagbuf)[: os.readv(child.tag, [self._tagbuf])]
         except BlockingIOError:
-            got = memoryview(b"")
-        os.close(tag_r)
-        # "C" once confined, then the first line a dying process wrote (forked children
-        # share the pipe, so later lines are ignored). Matched against the known tags in
-        # place: the code could write anything there, and none of it may enter our heap.
-        confined = got[:1] == b"C"
-        tag = next((t for t in _TAGS if got[1 : len(t) + 2] == f"{t}\n".encode()), "")
+            report = memoryview(b"")
+        child.close()
+        status, exit_code, sig, limit = classify_exit(
+            wstatus, timed_out=timed_out, cpu_used=cpu_used, cpu_s=lim["cpu_s"], report=report
+        )
+        if limit == "setup":
+            healthy = False  # confinement failed: never trust this worker again
+        return {
+            "status": status,
+            "exit_code": exit_code,
+            "signal": sig,
+            "limit": limit,
+            "cpu_s": round(cpu_used, 4),
+            "run_s": round(duration, 4),
+            "healthy": healthy,
+        }
 
-        status, exit_code, sig, limit = "error", None, None, None
-        cpu_used = ru.ru_utime + ru.ru_stime
-        if timed_out:
-            status, limit = "timeout", "wall"
-        elif os.WIFSIGNALED(wstatus):
-            sig = os.WTERMSIG(wstatus)
-            cpu_soft = math.ceil(lim["cpu_s"])
-            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= cpu_soft - 0.05):
-                status, limit = "killed", "cpu"
-            elif sig == signal.SIGXFSZ:
-                status, limit = "killed", "fsize"
-            else:
-                status = "signal"
-        else:
-            exit_code = os.WEXITSTATUS(wstatus)
-            if not confined:
-                status, limit = "killed", "setup"
-                healthy = False  # confinement failed: never trust this worker again
-            elif exit_code == 0:
-                status = "ok"
-            elif tag:
-                status, limit = "killed", tag
-
+    def _answer(self, call_id: int, run: dict, lim: dict, wall: float, job: str, written):
+        """Collect the images, wipe the work area, send the answer."""
+        out, err, healthy = self._out, self._err, run.pop("healthy")
         try:
-            images, image_errors = self._collect_images(job, written, lim, wall, own_images)
+            images, image_errors = self._collect_images(job, written, lim, wall)
         except Exception as e:  # noqa: BLE001 - the call's own output still goes back
             images, healthy = [], False
             image_errors = [f"the images could not be collected ({type(e).__name__}: {e})"[:300]]
@@ -528,13 +519,8 @@ class Server:
             healthy = False
         header = {
             "ev": "done",
-            "id": req["id"],
-            "status": status,
-            "exit_code": exit_code,
-            "signal": sig,
-            "limit": limit,
-            "cpu_s": round(cpu_used, 4),
-            "run_s": round(duration, 4),
+            "id": call_id,
+            **run,
             "stdout_len": out.n,
             "stdout_dropped": out.dropped,
             "stderr_len": err.n,
@@ -559,75 +545,38 @@ class Server:
         if not healthy:
             raise SystemExit(0)  # the host sees EOF after this answer and replaces us
 
-    # --- the spare: the next call's process, forked ahead of time ----------------------------
-
-    def _fork_spare(self) -> _Spare:
-        """Fork a child that does everything a call needs but the request, then waits for it."""
-        # Only the server's ends are non-blocking: O_NONBLOCK on a write end would make the
-        # code's print() fail with EAGAIN when the pipe is full.
-        ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        tag_r, tag_w = os.pipe2(os.O_CLOEXEC)
-        img_r, img_w = os.pipe2(os.O_CLOEXEC)
-        for fd in (ctl_w, out_r, err_r, tag_r, img_r):
-            os.set_blocking(fd, False)
-        _protocol.grow_pipe(img_r)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            try:
-                for fd in (ctl_w, out_r, err_r, tag_r, img_r):
-                    os.close(fd)
-                self._run_spare(ctl_r, (out_w, err_w), tag_w, img_w)
-            finally:
-                os._exit(_EXIT_SETUP_FAILED)
-        for fd in (ctl_r, out_w, err_w, tag_w, img_w):
-            os.close(fd)
-        return _Spare(pid, ctl_w, out_r, err_r, tag_r, img_r)
-
-    def _run_spare(self, ctl: int, outs: tuple[int, int], tag_w: int, img_w: int) -> NoReturn:
-        """Child side: prepare, wait for the request, confine, run the code, exit."""
-        rc = _EXIT_SETUP_FAILED
-        try:
-            self._prepare_child(outs, keep=[ctl, tag_w, img_w])
-            try:
-                code, lim, job, written, deadline, nproc_base = _receive_request(ctl)
-            except EOFError:
-                rc = 0  # the server shut down before a request came
-                return
-            os.close(ctl)
-            self._confine(lim, job, nproc_base)
-            os.write(tag_w, b"C")  # confined: from here on only untrusted code runs
-            rc = 1  # if even our reporting below is interrupted, it is the code's error
-            rc = _run_untrusted(code, tag_w)
-            _emit_own_images(img_w, job, written, lim, deadline)
-        finally:
-            os._exit(rc)
+    # --- the call's process -----------------------------------------------------------------
 
     def _start_call(self, code: memoryview, lim: dict, job: str, written: dict, wall: float):
         """Hand the request to the spare; returns it and the call's start time.
 
-        A spare that died while waiting (or does not read) is replaced by a fresh fork, so
-        the call never fails because of it. The wall clock starts at the hand-over.
+        A spare that died or stopped while waiting (or does not read) is replaced by a fresh
+        one, so the call never fails because of it. The wall clock starts at the hand-over.
         """
         for _ in range(2):
             child, self.spare = self.spare, None
-            if child is None or not child.alive():
-                if child is not None:
-                    child.discard()
-                child = self._fork_spare()
-            started = time.monotonic()
-            request = marshal.dumps(
-                (len(code), lim, job, written, started + wall, self._nproc_base(child.pid))
-            )
+            if child is None:
+                child = self.template.spawn()
             try:
-                # Both sides set the group (the child again after reading), so the server's
-                # killpg() can never miss the call, however soon it comes.
-                os.setpgid(child.pid, child.pid)
+                self.template.claim(child)
+                if not child.alive():
+                    raise OSError("the spare is gone")
+                started = time.monotonic()
+                request = marshal.dumps(
+                    (
+                        "run",
+                        len(code),
+                        lim,
+                        job,
+                        written,
+                        started + wall,
+                        self._nproc_base(child.pid),
+                    )
+                )
                 child.hand_over(request, code)
                 return child, started
             except (OSError, TimeoutError):
-                child.discard()
+                self.template.discard(child)
         raise RuntimeError("a freshly forked child did not take its request")
 
     def _nproc_base(self, spare_pid: int) -> int:
@@ -636,62 +585,26 @@ class Server:
             # Same uid as the (non-root) host: RLIMIT_NPROC counts all of the user's tasks,
             # which change over time, so count them again before each call. The spare is
             # the call's own first task, which the call's ``nproc`` already includes.
-            self.nproc_base = _count_tasks(os.getuid(), skip=spare_pid)
+            self.nproc_base = wos.count_tasks(os.getuid(), skip=spare_pid)
         return self.nproc_base
 
     def _wipe(self) -> bool:
         """Make the work area what it was at start again (see ``_cleanup``); True if clean."""
         return _cleanup.wipe(self.workdir, self.baseline, _WIPE_BUDGET_S)
 
-    def _prepare_child(self, outs: tuple[int, int], keep: list[int]) -> None:
-        """Child side, before the request: what does not depend on it."""
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # a spare must not outlive the server
-        if os.getppid() != self.pid:
-            os._exit(_EXIT_SETUP_FAILED)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(outs[0], 1)
-        os.dup2(outs[1], 2)
-        _close_all_but(sorted({0, 1, 2, *keep, *self.keep_fds}))
-        _keep_freed_memory()
-        if self.landlock_abi:  # here, off the caller's clock: it needs nothing from the request
-            _landlock.confine([self.workdir], [os.devnull], self.landlock_abi, self.readable)
-
-    def _confine(self, lim: dict, job: str, nproc_base: int) -> None:
-        """Child side, after the request: the limits and confinement of this call."""
-        os.setpgid(0, 0)
-        cpu = math.ceil(lim["cpu_s"])
-        for res, value in (
-            (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU at cpu s, SIGKILL one second later
-            (resource.RLIMIT_AS, lim["memory_bytes"]),
-            (resource.RLIMIT_FSIZE, lim["fsize_bytes"]),
-            (resource.RLIMIT_NOFILE, lim["nofile"]),
-            (resource.RLIMIT_NPROC, nproc_base + lim["nproc"]),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            resource.setrlimit(res, value if isinstance(value, tuple) else (value, value))
-        os.chdir(job)
-        os.environ.clear()
-        os.environ.update(self.base_env, HOME=job, TMPDIR=job, PWD=job)
-        _seccomp.install(self.prog, self.prog_offsets)
-
-    def _watch(self, pid: int, streams: dict, deadline: float) -> bool:
+    def _watch(self, child: _Child, streams: dict, deadline: float) -> bool:
         """Collect output until the child exits (True if the deadline passed first)."""
-        try:
-            pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            pidfd = None
         poller = select.poll()
         for fd in streams:
             poller.register(fd, select.POLLIN)
-        if pidfd is not None:
-            poller.register(pidfd, select.POLLIN)
+        if child.pidfd >= 0:
+            poller.register(child.pidfd, select.POLLIN)
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return True
-                timeout = remaining if pidfd is not None else min(remaining, 0.005)
+                timeout = remaining if child.pidfd >= 0 else min(remaining, 0.005)
                 for fd, _ in poller.poll(max(1, math.ceil(timeout * 1000))):
                     if fd in streams:
                         try:
@@ -699,26 +612,26 @@ class Server:
                                 poller.unregister(fd)
                         except BlockingIOError:
                             continue
-                    elif fd == pidfd:
+                    elif fd == child.pidfd:
                         return False
-                if pidfd is None and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                if child.pidfd < 0 and wos.process_state(child.pid) in ("", "Z", "X"):
                     return False
         finally:
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(child.pid, signal.SIGKILL)
             except OSError:
                 pass
-            if pidfd is not None:
-                os.close(pidfd)
 
     def _sweep(self, pgid: int, budget_s: float = 3.0) -> bool:
         """Kill and reap every process the call left behind; False if some survive.
 
         seccomp forbids setsid/setpgid, so every descendant is still in the call's process
         group, and orphans are re-parented to us (a subreaper). In the ``bwrap`` level the
-        pid namespace is also listed: anything but pid 1 (bwrap's init) and us must go.
+        pid namespace is also listed: anything but pid 1 (bwrap's init), us and the template
+        must go.
         """
         end = time.monotonic() + budget_s
+        ours = (1, self.pid, self.template.pid)
         while True:
             try:
                 os.killpg(pgid, signal.SIGKILL)
@@ -729,11 +642,7 @@ class Server:
                 group_alive = True
             others = []
             if self.level == "bwrap":
-                others = [
-                    int(p)
-                    for p in os.listdir("/proc")
-                    if p.isdigit() and int(p) not in (1, self.pid)
-                ]
+                others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in ours]
                 for p in others:
                     try:
                         os.kill(p, signal.SIGKILL)
@@ -742,13 +651,16 @@ class Server:
             reaped_any = False
             while True:
                 try:
-                    child, _ = os.waitpid(-1, os.WNOHANG)
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
                     break
-                if child == 0:
+                if pid == 0:
                     break
+                if pid == self.template.pid:
+                    return False  # the template died: this worker cannot go on
                 reaped_any = True
-            if not group_alive and not others and not _has_children():
+            orphans = [p for p in wos.children() if p != self.template.pid]
+            if not group_alive and not others and not orphans:
                 return True
             if time.monotonic() > end:
                 return False
@@ -757,7 +669,7 @@ class Server:
 
     # --- outputs ----------------------------------------------------------------------------
 
-    def _collect_images(self, job: str, written: dict, lim: dict, wall: float, own: _Sink):
+    def _collect_images(self, job: str, written: dict, lim: dict, wall: float):
         """The image files the code created or changed, decoded and validated.
 
         Fast path: the call's own (confined) child decoded them after the code finished and
@@ -765,12 +677,13 @@ class Server:
         out of memory, or sent something malformed) is decoded by a fresh confined child.
         Either way the frames are untrusted and checked here.
         """
-        names, errors = _image_candidates(job, written)
+        names, errors = _imageio.image_candidates(job, written)
         if not names:
             return [], errors
+        own = self._image_sink
         decoded, failed = {}, {}
         if not own.dropped:
-            decoded, failed = _parse_images(own.view(), names, lim)
+            decoded, failed = _imageio.parse_images(own.view(), names, lim)
         missing = [n for n in names if n not in decoded and n not in failed]
         if missing:
             more, more_failed = self._decode_in_child(job, missing, lim, max(2.0, wall))
@@ -785,288 +698,25 @@ class Server:
         return [(n, decoded[n]) for n in names if n in decoded], errors
 
     def _decode_in_child(self, job: str, names: list, lim: dict, wall: float):
-        """Decode ``names`` in a fresh child with the call's limits and seccomp."""
-        r, w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            try:
-                os.close(r)
-                os.setpgid(0, 0)
-                _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-                devnull = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(devnull, fd)
-                _close_all_but(sorted({0, 1, 2, w, *self.keep_fds}))
-                cpu = math.ceil(lim["cpu_s"])
-                resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-                resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"],) * 2)
-                resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-                if self.landlock_abi:
-                    _landlock.confine([], [], self.landlock_abi, self.readable)
-                _seccomp.install(self.prog, self.prog_offsets)
-                _emit_images(w, job, names, lim)
-            finally:
-                os._exit(0)
-        os.close(w)
-        os.set_blocking(r, False)
-        buf = _Sink()
-        buf.reset(lim["max_result_bytes"] + 4096 * (_protocol.MAX_IMAGES + 1))
-        timed_out = self._watch(pid, {r: buf}, time.monotonic() + wall)
-        os.waitpid(pid, 0)
-        _drain(r, buf)
-        os.close(r)
+        """Decode ``names`` in a fresh child of the template, with the call's limits."""
+        child = self.template.spawn()
+        try:
+            self.template.claim(child)
+            child.hand_over(marshal.dumps(("decode", 0, lim, job, names, 0.0, 0)), b"")
+            buf = Sink()
+            buf.reset(lim["max_result_bytes"] + 4096 * (_protocol.MAX_IMAGES + 1))
+            self._junk.reset(0)
+            streams = {child.img: buf, child.out: self._junk, child.err: self._junk}
+            timed_out = self._watch(child, streams, time.monotonic() + wall)
+            self.template.wait(child)
+            drain(child.img, buf)
+        finally:
+            self.template.discard(child)
         if timed_out:
             return {}, {n: "decoding it took too long" for n in names}
         if buf.dropped:
             return {}, {n: "the decoded images are too large" for n in names}
-        return _parse_images(buf.view(), names, lim)
-
-
-def _image_candidates(job: str, written: dict) -> tuple[list[str], list[str]]:
-    """Image files in ``job`` that the code created or changed (not untouched inputs)."""
-    names, errors, unusable = [], [], []
-    try:
-        with os.scandir(job) as it:
-            for i, e in enumerate(it):
-                if i >= _MAX_LISTED or not _protocol.is_image_name(e.name):
-                    continue
-                try:
-                    _protocol.check_file_name(e.name)
-                except ValueError:
-                    unusable.append(e.name)
-                    continue
-                if not e.is_file(follow_symlinks=False):
-                    continue
-                st = e.stat(follow_symlinks=False)
-                if written.get(e.name) == (st.st_ino, st.st_size, st.st_mtime_ns):
-                    continue  # an input file the code left unchanged
-                names.append(e.name)
-    except OSError as e:
-        return [], [f"could not list the work dir: {e.strerror}"]
-    if unusable:  # one bounded line, however many there are
-        shown = ", ".join(f"{n!r:.60}" for n in sorted(unusable)[:3])
-        more = f" and {len(unusable) - 3} more" if len(unusable) > 3 else ""
-        errors.append(f"skipped image files with unusable names: {shown}{more}")
-    names.sort()
-    if len(names) > _protocol.MAX_IMAGES:
-        errors.append(
-            f"{len(names)} image files were written; only the first "
-            f"{_protocol.MAX_IMAGES} by name are returned"
-        )
-        names = names[: _protocol.MAX_IMAGES]
-    return names, errors
-
-
-def _emit_images(fd: int, job: str, names: list, lim: dict) -> None:
-    """Decode ``names`` (files in ``job``) and write them to ``fd`` as frames + pixels.
-
-    In the call's own child, images the code saved losslessly need no decoding (see
-    ``_imageio.ImwriteLog``); the server's log is empty, so its fallback child decodes all.
-    """
-    budget = lim["max_result_bytes"]
-    for name in names:
-        try:
-            a = _imageio.read_image_file(os.path.join(job, name), lim["max_image_side"])
-        except ValueError as e:
-            _protocol.write_all(fd, _protocol.pack_frame({"name": name, "error": str(e)[:300]}))
-            continue
-        if a.nbytes > budget:
-            msg = f"the decoded images exceed max_result_bytes={lim['max_result_bytes']}"
-            _protocol.write_all(fd, _protocol.pack_frame({"name": name, "error": msg}))
-            continue
-        budget -= a.nbytes
-        head = _protocol.pack_frame({"name": name, "shape": list(a.shape)})
-        _protocol.write_all(fd, head, memoryview(a).cast("B"))
-    _protocol.write_all(fd, _protocol.pack_frame({"end": True}))
-
-
-def _emit_own_images(fd: int, job: str, written: dict, lim: dict, deadline: float) -> None:
-    """Child side, after the code: decode its images here and save the server a fork.
-
-    Best effort: skipped when little time or CPU is left, and any failure just leaves the
-    images to the server's fallback decoder.
-    """
-    try:
-        cpu = resource.getrusage(resource.RUSAGE_SELF)
-        if time.monotonic() > deadline - 1.0 or cpu.ru_utime + cpu.ru_stime > lim["cpu_s"] - 1.0:
-            return
-        names, _ = _image_candidates(job, written)
-        if names:
-            _emit_images(fd, job, names, lim)
-    except BaseException:
-        pass
-
-
-def _parse_images(data: memoryview, names: list, lim: dict) -> tuple[dict, dict]:
-    """Validate image frames from an untrusted decoder: ``({name: array}, {name: error})``.
-
-    Stops at the first malformed frame; frames after it are ignored.
-    """
-    import numpy as np
-
-    images, errors = {}, {}
-    budget = lim["max_result_bytes"]
-    side = lim["max_image_side"]
-    pos = 0
-    try:
-        while pos + 4 <= len(data):
-            n = _protocol.frame_length(bytes(data[pos : pos + 4]))
-            f = _protocol.parse_frame(bytes(data[pos + 4 : pos + 4 + n]))
-            pos += 4 + n
-            if f.get("end") is True:
-                break
-            name = f.get("name")
-            if name not in names or name in images or name in errors:
-                break
-            if "error" in f:
-                errors[name] = str(f["error"])[:300]
-                continue
-            shape = f.get("shape")
-            if (
-                not isinstance(shape, list)
-                or len(shape) != 3
-                or not all(type(x) is int for x in shape)
-                or shape[2] != 3
-                or not (1 <= shape[0] <= side and 1 <= shape[1] <= side)
-            ):
-                break
-            size = shape[0] * shape[1] * 3
-            if size > budget or pos + size > len(data):
-                break
-            budget -= size
-            images[name] = np.frombuffer(data, np.uint8, size, pos).reshape(shape)
-            pos += size
-    except _protocol.ProtocolError:
-        pass
-    return images, errors
-
-
-def _keep_freed_memory() -> None:
-    """Child side: let glibc reuse freed memory instead of giving it back to the kernel.
-
-    Image code allocates and frees buffers of hundreds of KiB over and over. By default
-    glibc serves each from a fresh mmap (or trims the heap on free), so every buffer costs a
-    page fault per 4 KiB again; how often depends on what the server happened to free
-    before the fork. These fixed thresholds (glibc's own dynamic maximum for mmap) keep a
-    short-lived call's heap pages for reuse; RLIMIT_AS bounds it exactly as before.
-    """
-    _libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    _libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-
-
-def _has_children() -> bool:
-    try:
-        tid = os.getpid()
-        with open(f"/proc/self/task/{tid}/children") as f:
-            return bool(f.read().strip())
-    except OSError:
-        return False
-
-
-def _close_all_but(keep: list[int]) -> None:
-    lo = 0
-    for fd in keep:
-        if fd > lo:
-            os.closerange(lo, fd)
-        lo = fd + 1
-    os.closerange(lo, 1 << 20)
-
-
-def _drain(fd: int, buf: _Sink) -> None:
-    """Read what is left in a pipe without waiting for writers that might not exist."""
-    for _ in range(1024):
-        try:
-            if not buf.read_from(fd):
-                return
-        except OSError:
-            return
-
-
-def _quiet_signals() -> None:
-    """Stop the code's timers and Python signal handlers so they cannot interrupt reporting."""
-    for _ in range(100):
-        try:
-            for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
-                signal.setitimer(which, 0)
-            for sig in signal.valid_signals():
-                if callable(signal.getsignal(sig)) and sig not in (signal.SIGKILL, signal.SIGSTOP):
-                    signal.signal(sig, signal.SIG_DFL)
-            return
-        except BaseException:
-            continue
-
-
-def _without_own_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """``tb`` without the frames of the sandbox's ``cv2.imwrite`` wrapper, so an error in
-    ``cv2.imwrite`` reads exactly as it does outside the sandbox."""
-    kept = []
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename != _imageio.__file__:
-            kept.append(tb)
-        tb = tb.tb_next
-    out = None
-    for t in reversed(kept):
-        out = types.TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
-    return out
-
-
-def _run_untrusted(code: bytes, tag_fd: int) -> int:
-    """Run the code as ``__main__`` and return the process exit code (child side)."""
-    sys.stdout = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False),
-        encoding="utf-8",
-        errors="backslashreplace",
-        line_buffering=True,
-    )
-    sys.stderr = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False),
-        encoding="utf-8",
-        errors="backslashreplace",
-        write_through=True,
-    )
-    sys.argv = ["<code>"]
-    rc = 0
-    try:
-        source = code.decode("utf-8", "surrogatepass")
-        compiled = compile(source, "<code>", "exec", dont_inherit=True)
-        exec(compiled, {"__name__": "__main__", "__builtins__": builtins})
-        _quiet_signals()
-    except SystemExit as e:
-        _quiet_signals()
-        if e.code is None:
-            rc = 0
-        elif isinstance(e.code, int):
-            rc = e.code & 0xFF
-        else:
-            try:
-                print(e.code, file=sys.stderr)
-            except BaseException:
-                pass
-            rc = 1
-    except BaseException as e:
-        _quiet_signals()
-        rc = 1
-        try:
-            tag = _classify_exception(e)
-            if tag:
-                os.write(tag_fd, tag + b"\n")
-        except BaseException:
-            pass
-        try:
-            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
-            traceback.print_exception(type(e), e, _without_own_frames(tb), file=sys.stderr)
-        except BaseException:
-            try:
-                os.write(2, f"{type(e).__name__}\n".encode())
-            except BaseException:
-                pass
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    return rc
+        return _imageio.parse_images(buf.view(), names, lim)
 
 
 def main() -> None:

@@ -1,0 +1,338 @@
+"""What runs outside the fork-server: its template and the calls' processes. Trusted code,
+up to the moment it ``exec()``s the untrusted code.
+
+The *template* is a child the fork-server forks once, before the first call (see
+``worker.py``). It never touches a call's bytes: it only ever receives five pipe ends and
+answers with pids and exit statuses. For every call (and for every fallback image decoder) it
+forks one child, the *spare*, which
+
+1. arms ``PDEATHSIG``, joins its own process group, points stdin/stdout/stderr at /dev/null
+   and its capped pipes, closes every other fd, enters its Landlock domain and loads the
+   seccomp filter (which names its own pid, known by now);
+2. waits for its request on a control pipe (the server writes it straight into that pipe, so
+   the request reaches only this process);
+3. sets the call's rlimits, clears the environment and ``exec()``s the code as ``__main__``;
+   then decodes the image files the code wrote and streams them back (best effort: the
+   server has a fallback), and exits.
+
+A decoding request instead confines the child further (no writes at all, no file size) and
+decodes the named image files.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import io
+import marshal
+import math
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+import types
+from typing import NamedTuple, NoReturn
+
+import _imageio
+import _landlock
+import _protocol
+import _seccomp
+import _worker_os as wos
+
+EXIT_SETUP_FAILED = 121  # the child could not be confined; it never ran the code
+
+
+class ChildConfig(NamedTuple):
+    """What every child needs, fixed when the server starts (copied into the template)."""
+
+    workdir: str
+    base_env: dict
+    prog: bytes
+    prog_offsets: list
+    landlock_abi: int
+    readable: list | None
+    keep_fds: list
+
+
+# --- the template -----------------------------------------------------------------------------
+
+
+def run_template(sock: socket.socket, cfg: ChildConfig, server_pid: int) -> NoReturn:
+    """The template's loop: one child per ``S`` message (whose five fds become the child's
+    control, stdout, stderr, report and image pipes), answered ``("pid", pid)``; every child
+    that ends is reaped here and reported as ``("exit", pid, wait status, CPU seconds)``.
+
+    It dies with the server (``PDEATHSIG``, and EOF on ``sock``)."""
+    try:
+        wos.prctl(wos.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != server_pid:
+            os._exit(0)
+        me = os.getpid()
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        pidfds: dict[int, int] = {}
+        tick = None  # with a pidfd per child, every exit wakes us; without, look every 5 ms
+        while True:
+            for fd, _ in poller.poll(tick):
+                if fd != sock.fileno():
+                    poller.unregister(fd)
+                    os.close(fd)
+                    pidfds.pop(fd, None)
+                    continue
+                msg, fds, _, _ = socket.recv_fds(sock, 16, 8)
+                if not msg:
+                    os._exit(0)  # the server is gone
+                pid = -errno.EINVAL
+                if msg == b"S" and len(fds) == 5:
+                    try:
+                        pid = _spawn(cfg, fds, me)
+                    except OSError as e:
+                        pid = -(e.errno or errno.EAGAIN)
+                for f in fds:
+                    os.close(f)
+                if pid > 0:
+                    try:
+                        pfd = os.pidfd_open(pid)
+                        pidfds[pfd] = pid
+                        poller.register(pfd, select.POLLIN)
+                    except (AttributeError, OSError):
+                        tick = 5
+                sock.send(marshal.dumps(("pid", pid)))
+            while True:
+                try:
+                    pid, status, ru = os.wait4(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                sock.send(marshal.dumps(("exit", pid, status, ru.ru_utime + ru.ru_stime)))
+    except BaseException:
+        pass
+    finally:
+        os._exit(0)
+
+
+def _spawn(cfg: ChildConfig, fds: list[int], template_pid: int) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.setpgid(0, 0)  # both sides set it, so it is set before the server learns the pid
+            run_child(cfg, template_pid, *fds)
+        finally:
+            os._exit(EXIT_SETUP_FAILED)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # it already did (or died)
+    return pid
+
+
+# --- the child ----------------------------------------------------------------------------------
+
+
+def run_child(
+    cfg: ChildConfig, parent: int, ctl: int, out_w: int, err_w: int, tag_w: int, img_w: int
+) -> NoReturn:
+    """Prepare, wait for the request, confine, run the code (or decode), exit."""
+    rc = EXIT_SETUP_FAILED
+    try:
+        wos.prctl(wos.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the template
+        if os.getppid() != parent:
+            return
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        wos.close_all_but([0, 1, 2, ctl, tag_w, img_w, *cfg.keep_fds])
+        wos.keep_freed_memory()
+        # Landlock and seccomp here, off the caller's clock: they need nothing from the request
+        # (the filter's own pid is known), and the request then reaches a confined process.
+        if cfg.landlock_abi:
+            _landlock.confine([cfg.workdir], [os.devnull], cfg.landlock_abi, cfg.readable)
+        _seccomp.install(cfg.prog, cfg.prog_offsets)
+        try:
+            mode, code, lim, job, extra, deadline, nproc_base = _receive_request(ctl)
+        except EOFError:
+            rc = 0  # the server shut down (or discarded us) before a request came
+            return
+        os.close(ctl)
+        if mode == "decode":
+            _confine_decoder(cfg, lim)
+            _imageio.emit_images(img_w, job, extra, lim)
+            rc = 0
+            return
+        _confine(cfg, lim, job, nproc_base)
+        os.write(tag_w, b"C")  # confined: from here on only untrusted code runs
+        rc = 1  # if even our reporting below is interrupted, it is the code's error
+        rc = run_untrusted(code, tag_w)
+        emit_own_images(img_w, job, extra, lim, deadline)
+    finally:
+        os._exit(rc)
+
+
+def _receive_request(fd: int) -> tuple:
+    """``(mode, code, lim, job, written or names, deadline, nproc_base)``; EOFError if the
+    server closed the pipe."""
+    n = int.from_bytes(_protocol.read_exact(fd, 8), "little")
+    mode, code_len, *rest = marshal.loads(_protocol.read_exact(fd, n))
+    return (mode, _protocol.read_exact(fd, code_len), *rest)
+
+
+def _confine(cfg: ChildConfig, lim: dict, job: str, nproc_base: int) -> None:
+    """After the request: the limits and confinement of this call."""
+    cpu = math.ceil(lim["cpu_s"])
+    for res, value in (
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # SIGXCPU at cpu s, SIGKILL one second later
+        (resource.RLIMIT_AS, lim["memory_bytes"]),
+        (resource.RLIMIT_FSIZE, lim["fsize_bytes"]),
+        (resource.RLIMIT_NOFILE, lim["nofile"]),
+        (resource.RLIMIT_NPROC, nproc_base + lim["nproc"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(res, value if isinstance(value, tuple) else (value, value))
+    os.chdir(job)
+    os.environ.clear()
+    os.environ.update(cfg.base_env, HOME=job, TMPDIR=job, PWD=job)
+
+
+def _confine_decoder(cfg: ChildConfig, lim: dict) -> None:
+    """A decoding child: the call's CPU and memory limits and no writes at all (seccomp is
+    already loaded)."""
+    cpu = math.ceil(lim["cpu_s"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (lim["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if cfg.landlock_abi:  # a second domain on top of the first: no write anywhere
+        _landlock.confine([], [], cfg.landlock_abi, cfg.readable)
+
+
+def emit_own_images(fd: int, job: str, written: dict, lim: dict, deadline: float) -> None:
+    """After the code: decode its images here and save the server a fork.
+
+    Best effort: skipped when little time or CPU is left, and any failure just leaves the
+    images to the server's fallback decoder.
+    """
+    try:
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
+        if time.monotonic() > deadline - 1.0 or cpu.ru_utime + cpu.ru_stime > lim["cpu_s"] - 1.0:
+            return
+        names, _ = _imageio.image_candidates(job, written)
+        if names:
+            _imageio.emit_images(fd, job, names, lim)
+    except BaseException:
+        pass
+
+
+# --- running the untrusted code -----------------------------------------------------------------
+
+
+def classify_exception(e: BaseException) -> bytes:
+    """Map an uncaught exception to a resource-limit tag (b"" when it is an ordinary error)."""
+    if isinstance(e, MemoryError):
+        return b"memory"
+    if isinstance(e, OSError):
+        return {
+            errno.EFBIG: b"fsize",
+            errno.ENOSPC: b"disk",
+            errno.EMFILE: b"nofile",
+            errno.EAGAIN: b"nproc",
+        }.get(e.errno, b"")
+    if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
+        return b"nproc"
+    msg = str(e)
+    if type(e).__name__ == "error" and (
+        "Insufficient memory" in msg or "Failed to allocate" in msg
+    ):
+        return b"memory"
+    return b""
+
+
+def quiet_signals() -> None:
+    """Stop the code's timers and Python signal handlers so they cannot interrupt reporting."""
+    for _ in range(100):
+        try:
+            for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+                signal.setitimer(which, 0)
+            for sig in signal.valid_signals():
+                if callable(signal.getsignal(sig)) and sig not in (signal.SIGKILL, signal.SIGSTOP):
+                    signal.signal(sig, signal.SIG_DFL)
+            return
+        except BaseException:
+            continue
+
+
+def without_own_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without the frames of the sandbox's ``cv2.imwrite`` wrapper, so an error in
+    ``cv2.imwrite`` reads exactly as it does outside the sandbox."""
+    kept = []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != _imageio.__file__:
+            kept.append(tb)
+        tb = tb.tb_next
+    out = None
+    for t in reversed(kept):
+        out = types.TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return out
+
+
+def run_untrusted(code: bytes, tag_fd: int) -> int:
+    """Run the code as ``__main__`` and return the process exit code."""
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+        write_through=True,
+    )
+    sys.argv = ["<code>"]
+    rc = 0
+    try:
+        source = code.decode("utf-8", "surrogatepass")
+        compiled = compile(source, "<code>", "exec", dont_inherit=True)
+        exec(compiled, {"__name__": "__main__", "__builtins__": builtins})
+        quiet_signals()
+    except SystemExit as e:
+        quiet_signals()
+        if e.code is None:
+            rc = 0
+        elif isinstance(e.code, int):
+            rc = e.code & 0xFF
+        else:
+            try:
+                print(e.code, file=sys.stderr)
+            except BaseException:
+                pass
+            rc = 1
+    except BaseException as e:
+        quiet_signals()
+        rc = 1
+        try:
+            tag = classify_exception(e)
+            if tag:
+                os.write(tag_fd, tag + b"\n")
+        except BaseException:
+            pass
+        try:
+            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+            traceback.print_exception(type(e), e, without_own_frames(tb), file=sys.stderr)
+        except BaseException:
+            try:
+                os.write(2, f"{type(e).__name__}\n".encode())
+            except BaseException:
+                pass
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    return rc
