@@ -61,11 +61,18 @@ def expert_episode(
     """
     from arft_envs.experts import ScriptedExpert
 
+    base = getattr(env, "unwrapped", env)
+    tools = None
+    if getattr(base, "action_format", "tags") == "tool_calls":
+        # native calls: the expert writes the Hermes text a rollout would sample, and the
+        # episode renders the env's tools as a rollout does (the template audited first)
+        tools = policy.tool_calling(base.tool_schemas).tools
+        expert = expert or ScriptedExpert(raw=True)
     expert = expert or ScriptedExpert()
     config = config or RolloutConfig()
     obs, info = env.reset(seed=seed, options=options)
     episode = EpisodeBuilder(
-        policy, config, obs, info, env_id=env_id, group=index, index=index, seed=seed
+        policy, config, obs, info, env_id=env_id, group=index, index=index, seed=seed, tools=tools
     )
     done = False
     while not done:

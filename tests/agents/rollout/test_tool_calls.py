@@ -231,3 +231,24 @@ def test_a_turn_is_cut_at_a_user_tools_closing_tag(policy):
     )["input_ids"]
     end, reason = policy._cut(ids, ("</tool_call>",), window=16)
     assert reason == "stop" and tok.decode(ids[:end]).endswith("</tool_call>")
+
+
+def test_expert_episodes_of_the_warm_start_use_native_calls(tiny_qwen_policy):
+    import gymnasium as gym
+
+    from agents.training.warm_start import expert_episode
+
+    env = gym.make("MATCoding-v0", action_format="tool_calls")
+    try:
+        t = expert_episode(tiny_qwen_policy, env, seed=0, config=RolloutConfig(max_new_tokens=512))
+    finally:
+        env.close()
+    tok = tiny_qwen_policy.tokenizer
+    assert "<tools>" in tok.decode(t.input_ids[: t.turn_spans[0][0]])
+    for (start, end), action in zip(t.turn_spans, t.actions, strict=True):
+        assert action.rstrip().endswith("</tool_call>")
+        assert tok.decode(t.input_ids[start:end]) == action and all(t.assistant_mask[start:end])
+    assert all(c["format"] == 1.0 for c in t.reward_components) and t.terminated
+    assert [m["tool_calls"][0]["function"]["name"] for m in t.messages if m.get("tool_calls")][
+        -1
+    ] == "answer"
