@@ -231,6 +231,8 @@ def test_a_turn_is_cut_at_a_user_tools_closing_tag(policy):
     )["input_ids"]
     end, reason = policy._cut(ids, ("</tool_call>",), window=16)
     assert reason == "stop" and tok.decode(ids[:end]).endswith("</tool_call>")
+    if "</tool_call>" in tok.get_added_vocab():  # Qwen's one-token close can end a turn
+        assert tok.convert_tokens_to_ids("</tool_call>") in policy._stop_finals(("</tool_call>",))
 
 
 def test_expert_episodes_of_the_warm_start_use_native_calls(tiny_qwen_policy):
