@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import gc
 import io
 import marshal
 import math
@@ -66,11 +67,20 @@ def run_template(sock: socket.socket, cfg: ChildConfig, server_pid: int) -> NoRe
     control, stdout, stderr, report and image pipes), answered ``("pid", pid)``; every child
     that ends is reaped here and reported as ``("exit", pid, wait status, CPU seconds)``.
 
-    It dies with the server (``PDEATHSIG``, and EOF on ``sock``)."""
+    It dies with the server (``PDEATHSIG``, and EOF on ``sock``).
+
+    Its memory is shared copy-on-write with the spare it forked, so every page it writes
+    between two forks is copied once more. Hence no cyclic garbage collection here (a full
+    collection writes to the header of every object: the whole heap, copied) and every
+    object it has at start frozen, so that the children's collections skip them as well.
+    """
     try:
         wos.prctl(wos.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != server_pid:
             os._exit(0)
+        gc.disable()
+        gc.collect()
+        gc.freeze()
         me = os.getpid()
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
@@ -141,6 +151,7 @@ def run_child(
     rc = EXIT_SETUP_FAILED
     try:
         wos.prctl(wos.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the template
+        gc.enable()  # the code gets an ordinary interpreter (the template's objects frozen)
         if os.getppid() != parent:
             return
         devnull = os.open(os.devnull, os.O_RDONLY)

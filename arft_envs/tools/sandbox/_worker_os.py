@@ -63,6 +63,15 @@ def process_state(pid: int) -> str:
         return ""
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of ``pid``, or -1 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def close_all_but(keep: list[int]) -> None:
     lo = 0
     for fd in sorted(keep):

@@ -22,7 +22,8 @@ every request the server
    sent garbage) are decoded by another confined child,
 6. deletes everything the call wrote and puts back the mode bits and extended attributes of
    the work area (``_cleanup``: iterative, fd-relative, bounded in time; never raises),
-   answers with one frame plus raw payloads, and only then asks for the next spare. A
+   answers with one frame plus raw payloads. The next spare is asked for as soon as the
+   call's own process has ended, so its fork overlaps steps 4 to 6. A
    failure after the call started still answers it, as ``bad_result`` with one short line
    and the call's own output; never with a traceback.
 
@@ -152,7 +153,7 @@ class _Template:
 
     def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid, self.sock = pid, sock
-        self._pids: list[int] = []  # answers to requests, in order
+        self._pending: list[_Child] = []  # asked for, pid not yet known; answered in order
         self._ends: dict[int, tuple[int, float]] = {}  # pid -> (wait status, CPU seconds)
 
     def spawn(self) -> _Child:
@@ -168,29 +169,25 @@ class _Template:
             os.set_blocking(fd, False)
         _protocol.grow_pipe(img_r)
         theirs = [ctl_r, out_w, err_w, tag_w, img_w]
+        child = _Child(ctl_w, out_r, err_r, tag_r, img_r)
         try:
             socket.send_fds(self.sock, [b"S"], theirs)
+        except OSError:
+            child.close()
+            raise
         finally:
             for fd in theirs:
                 os.close(fd)
-        return _Child(ctl_w, out_r, err_r, tag_r, img_r)
+        self._pending.append(child)
+        return child
 
     def claim(self, child: _Child) -> None:
-        """Wait for ``child``'s pid (the oldest unanswered request is ``child``)."""
-        if child.pid is not None:
-            return
+        """Wait until the template has forked ``child``."""
         deadline = time.monotonic() + _TEMPLATE_S
-        while not self._pids:
+        while child.pid is None:
             self._receive(deadline)
-        pid = self._pids.pop(0)
-        child.pid = pid
-        if pid <= 0:
-            child.ended = True
-            raise OSError(-pid, "the template could not fork")
-        try:
-            child.pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            child.pidfd = -1
+        if child.pid <= 0:
+            raise OSError(-child.pid, "the template could not fork")
 
     def wait(self, child: _Child) -> tuple[int, float]:
         """``child``'s wait status and CPU seconds, once the template reaped it."""
@@ -203,8 +200,7 @@ class _Template:
     def discard(self, child: _Child) -> None:
         """Kill ``child`` (it never received a request, or it is done) and close our ends."""
         try:
-            if child.pid is None:
-                self.claim(child)
+            self.claim(child)
             if not child.ended:
                 if child.pidfd >= 0:
                     try:
@@ -228,7 +224,15 @@ class _Template:
             raise RuntimeError("the template died")
         msg = marshal.loads(data)
         if msg[0] == "pid":
-            self._pids.append(msg[1])
+            child = self._pending.pop(0)
+            child.pid = msg[1]
+            if child.pid <= 0:
+                child.ended = True
+                return
+            try:
+                child.pidfd = os.pidfd_open(child.pid)
+            except (AttributeError, OSError):
+                child.pidfd = -1
         elif msg[0] == "exit":
             self._ends[msg[1]] = (msg[2], msg[3])
 
@@ -484,6 +488,9 @@ class Server:
         timed_out = self._watch(child, streams, started + wall)
         wstatus, cpu_used = self.template.wait(child)
         duration = time.monotonic() - started
+        # The call's own process is gone: have the next call's forked now, while we sweep,
+        # wipe and answer (not earlier: it would count against this call's RLIMIT_NPROC).
+        self.spare = self.template.spawn()
         healthy = self._sweep(child.pid)
         for fd, buf in streams.items():
             drain(fd, buf)
@@ -627,8 +634,8 @@ class Server:
 
         seccomp forbids setsid/setpgid, so every descendant is still in the call's process
         group, and orphans are re-parented to us (a subreaper). In the ``bwrap`` level the
-        pid namespace is also listed: anything but pid 1 (bwrap's init), us and the template
-        must go.
+        pid namespace is also listed: anything but pid 1 (bwrap's init), us, the template and
+        the template's children must go.
         """
         end = time.monotonic() + budget_s
         ours = (1, self.pid, self.template.pid)
@@ -643,6 +650,9 @@ class Server:
             others = []
             if self.level == "bwrap":
                 others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in ours]
+                # The next call's spare may be forked by now: a child of the template, which
+                # nothing a call starts can be (its orphans come to us, the subreaper).
+                others = [p for p in others if wos.parent_of(p) != self.template.pid]
                 for p in others:
                     try:
                         os.kill(p, signal.SIGKILL)
