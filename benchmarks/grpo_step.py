@@ -46,6 +46,10 @@ PROMPTS = [
 GROUP = 8
 PROMPTS_PER_STEP = 2
 COMPLETION_TOKENS = 64
+# Both sides compute in float32: arft's mixed_precision "no", TRL's bf16=False. (On a CPU
+# with native bf16, arft's "auto" and TRL's default would both pick bf16 autocast, which at
+# the tiny model's sizes only adds casts: both sides are slower in it.)
+PRECISION = "no"
 
 
 def _peak_rss_mb() -> float:
@@ -135,6 +139,20 @@ def part_arft_multi(steps: int, warmup: int, out: Path) -> dict:
 def part_arft_single(steps: int, warmup: int, out: Path, algo: str = "grpo") -> dict:
     from agents.training import TrainConfig, Trainer
 
+    cpu: list[float] = []
+
+    class CpuClock(Trainer):
+        """The trainer, with each step's CPU seconds (``time.process_time``) beside its wall
+        seconds: on a machine shared with other work the CPU time of a one-thread process is
+        the steadier figure."""
+
+        def train_step(self, step):
+            start = time.process_time()
+            try:
+                return super().train_step(step)
+            finally:
+                cpu.append(time.process_time() - start)
+
     _register_prompt_env()
     values = dict(
         algo=algo,
@@ -150,14 +168,16 @@ def part_arft_single(steps: int, warmup: int, out: Path, algo: str = "grpo") -> 
         sample_every=0,
         report_to=("none",),
         progress_bar=False,
+        mixed_precision=PRECISION,
     )
     if algo == "grpo":
         values["beta"] = 0.04  # TRL's side has the same KL term
-    Trainer(TrainConfig.from_dict(values)).train()
+    CpuClock(TrainConfig.from_dict(values)).train()
     rows = _rows(out)[warmup:]
     keys = ("generation", "reference", "forward_backward", "step")
     return {
         "seconds_per_step": _mean(r["time/step"] for r in rows),
+        "cpu_seconds_per_step": _mean(cpu[warmup:]),
         "split": {k: _mean(r[f"time/{k}"] for r in rows) for k in keys},
         "completion_tokens": _mean(r["tokens/per_turn"] for r in rows),
         "peak_rss_mb": _peak_rss_mb(),
@@ -187,13 +207,16 @@ def part_trl_single(steps: int, warmup: int, out: Path) -> dict:
     class Clock(TrainerCallback):
         def __init__(self):
             self.times: list[float] = []
+            self.cpu: list[float] = []
             self.lengths: list[float] = []
 
         def on_step_begin(self, args, state, control, **kwargs):
             self.start = time.perf_counter()
+            self.cpu_start = time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
             self.times.append(time.perf_counter() - self.start)
+            self.cpu.append(time.process_time() - self.cpu_start)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "completions/mean_length" in logs:
@@ -214,7 +237,7 @@ def part_trl_single(steps: int, warmup: int, out: Path) -> dict:
         save_strategy="no",
         report_to="none",
         use_cpu=True,
-        bf16=False,
+        bf16=PRECISION == "bf16",
         seed=0,
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -232,6 +255,7 @@ def part_trl_single(steps: int, warmup: int, out: Path) -> dict:
     times = clock.times[warmup:]
     return {
         "seconds_per_step": _mean(times),
+        "cpu_seconds_per_step": _mean(clock.cpu[warmup:]),
         "completion_tokens": _mean(clock.lengths[warmup:]) if clock.lengths else None,
         "trl_version": trl.__version__,
         "peak_rss_mb": _peak_rss_mb(),
@@ -306,9 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in PARTS
     }
     arft, trl_ = results["arft-single"], results["trl-single"]
-    ratio = None
+    ratio = cpu_ratio = None
     if "seconds_per_step" in arft and "seconds_per_step" in trl_:
         ratio = trl_["seconds_per_step"] / arft["seconds_per_step"]
+        cpu_ratio = trl_["cpu_seconds_per_step"] / arft["cpu_seconds_per_step"]
     over_grpo = {
         a: results[f"arft-{a}"]["seconds_per_step"] / arft["seconds_per_step"]
         for a in ALGOS
@@ -331,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
         "trl_over_arft": ratio,
+        "trl_over_arft_cpu": cpu_ratio,
+        "load_average": os.getloadavg(),
         "algorithm_over_grpo": over_grpo,
     }
     out = Path(args.output)
@@ -363,14 +390,18 @@ def _print_table(summary: dict) -> None:
     else:
         print(f"  failed: {multi.get('error')}\n{multi.get('log_tail', '')}")
     print(
-        f"\n{'single-turn, G=8 × 2 prompts, 64 tokens':<44}{'s/step':>9}{'tokens':>8}{'RSS MB':>9}"
+        f"\n{'single-turn, G=8 × 2 prompts, 64 tokens':<44}{'s/step':>9}{'cpu s':>8}"
+        f"{'tokens':>8}{'RSS MB':>9}"
     )
     for name in ("arft-single", "trl-single"):
         row = r[name]
         if "seconds_per_step" in row:
             tokens = row.get("completion_tokens")
             tokens = f"{tokens:>8.1f}" if tokens is not None else f"{'?':>8}"
-            print(f"  {name:<42}{row['seconds_per_step']:>9.3f}{tokens}{row['peak_rss_mb']:>9.0f}")
+            print(
+                f"  {name:<42}{row['seconds_per_step']:>9.3f}{row['cpu_seconds_per_step']:>8.3f}"
+                f"{tokens}{row['peak_rss_mb']:>9.0f}"
+            )
         else:
             reason = row.get("skipped") or row.get("error")
             print(f"  {name:<42} skipped: {reason}")
@@ -379,6 +410,9 @@ def _print_table(summary: dict) -> None:
     ratio = summary["trl_over_arft"]
     if ratio is not None:
         print(f"\nTRL seconds per step / arft seconds per step = {ratio:.2f}")
+        print(f"the same in CPU seconds (time.process_time)   = {summary['trl_over_arft_cpu']:.2f}")
+        print("load average (1, 5, 15 min) at the end: {:.1f} {:.1f} {:.1f}".format(
+            *summary["load_average"]))  # fmt: skip
     else:
         print("\nno ratio: one side did not run (see above)")
     print(f"\n{'every algorithm, same workload':<30}{'s/step':>9}{'x GRPO':>8}{'RSS MB':>9}")

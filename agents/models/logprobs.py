@@ -305,14 +305,8 @@ def model_logprobs(
         _HEAD_OK[model] = False
         return None
     hidden = captured[0]
-    if model not in _HEAD_OK:
-        with torch.no_grad():
-            mine = head(hidden[:, -1:]).float()
-            theirs = outputs.logits[:, -1:].float()
-            ok = bool(torch.allclose(mine, theirs, atol=1e-3 + 1e-2 * theirs.abs().max().item()))
-        _HEAD_OK[model] = ok
-        if not ok:
-            return None
+    if not head_gives_logits(model, head, hidden[:, -1:], outputs.logits[:, -1:]):
+        return None
     rows, cols = wanted.nonzero(as_tuple=True)
     logp, ent = chunked_logprobs(
         hidden[rows, cols - 1],
@@ -330,6 +324,23 @@ def model_logprobs(
     if return_entropy:
         entropy = torch.zeros_like(out).index_put((rows, cols), ent)
     return out, entropy
+
+
+def head_gives_logits(model: Any, head: Any, hidden: torch.Tensor, logits: torch.Tensor) -> bool:
+    """Whether ``model``'s output layer ``head`` applied to the decoder's final hidden states
+    gives the model's own logits, so that they may be computed from the hidden states alone
+    (by chunks here, one position at a time in generation's decode loop). Checked once per
+    model on the first ``hidden`` (..., H) and ``logits`` (..., V) of the same positions, then
+    remembered; False for a model that post-processes its logits (a soft cap, a scale)."""
+    known = _HEAD_OK.get(model)
+    if known is not None:
+        return known
+    with torch.no_grad():
+        mine = head(hidden).float()
+        theirs = logits.float()
+        ok = bool(torch.allclose(mine, theirs, atol=1e-3 + 1e-2 * theirs.abs().max().item()))
+    _HEAD_OK[model] = ok
+    return ok
 
 
 def use_full_logits(model: Any, full: bool = True) -> None:

@@ -2,15 +2,23 @@
 tokens sampled, stopping at EOS or at an action's closing tag.
 
 Log-probs are those of the model's raw distribution at the sampling temperature,
-``log_softmax(logits / T)``, recorded before top-p or token suppression (:class:`_LogprobRecorder`),
-so that they equal what a fresh forward pass computes. The checkpoint's own sampling defaults
-are replaced by a clean generation config, since they would change that distribution.
+``log_softmax(logits / T)``, recorded before top-p or token suppression, so that they equal
+what a fresh forward pass computes. The checkpoint's own sampling defaults (repetition
+penalty, top-k, …) are never applied, since they would change that distribution.
+
+A batch is sampled by :func:`decode_loop`, this module's own token-by-token loop over the
+model's KV cache: what ``model.generate`` computes with the same settings, without its
+per-step machinery (about half the time of a step of a small model, where that machinery is
+most of the cost). :func:`hf_generate`, the same turn through ``model.generate`` with a logits
+processor recording the log-probs, samples for a model the loop does not drive, and is the
+loop's reference in the tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -74,7 +82,236 @@ def generate_batch(
     top_p: float,
     stop_strings: Sequence[str],
 ) -> list[Generation]:
-    """One ``model.generate`` call over a left-padded batch, cut into turns."""
+    """One left-padded batch, sampled by :func:`decode_loop` (or by ``model.generate`` for a
+    model it does not drive), cut into turns."""
+    batch = policy.collate(inputs, padding_side="left")
+    run = decode_loop if loop_driver(policy.model) is not None else hf_generate
+    rows, logprobs, ends = run(policy, batch, max_new_tokens, temperature, top_p, stop_strings)
+    kept = [ids[:end] for ids, (end, _) in zip(rows, ends, strict=True)]
+    texts = policy.tokenizer.batch_decode(kept, skip_special_tokens=True)
+    return [
+        Generation(ids, logprobs[row, : len(ids)].tolist(), text, reason)
+        for row, (ids, text, (_, reason)) in enumerate(zip(kept, texts, ends, strict=True))
+    ]
+
+
+# A raw batch of turns: each row's sampled ids, their log-probs (B, n) on the CPU, and where
+# each row ends — ``(length, finish_reason)``, what :func:`cut` finds.
+RawTurns = tuple[list[list[int]], torch.Tensor, list[tuple[int, str]]]
+
+
+@torch.no_grad()
+def decode_loop(
+    policy: Policy,
+    batch: dict[str, torch.Tensor],
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    stop_strings: Sequence[str],
+) -> RawTurns:
+    """Sample a left-padded batch token by token over the model's KV cache.
+
+    It computes what :func:`hf_generate` does — the same prefill and position ids (a VLM's
+    3-D rope positions included), the same log-probs and processed scores, a finished row fed
+    the pad token, the same ends — without generate's per-step machinery:
+
+    - after the prefill, each step runs the model's decoder and output layer on the newest
+      token only (the model's own forward where its logits are not the output layer's,
+      :func:`~agents.models.logprobs.head_gives_logits`);
+    - a row's stop strings are checked only when its newest token can complete one
+      (:func:`stop_finals`), on its last ``window`` tokens, and its end is recorded as it
+      happens (no second pass, :func:`cut`); one host sync per step (the new ids);
+    - sampling draws one uniform per row against the float64 CDF of the processed
+      distribution (:func:`sample_tokens`) — the same distribution as generate's
+      ``torch.multinomial``, which on a CPU draws one exponential per vocabulary entry and
+      row, the largest single cost of a step at a real vocabulary. The random stream differs
+      from generate's, so a seed samples other (equally likely) tokens; greedy decoding picks
+      the same ones.
+    """
+    from agents.models.logprobs import head_gives_logits, output_head
+
+    model = policy.model
+    cache_name, keep = loop_driver(model)
+    ids = batch["input_ids"]
+    size, device = ids.shape[0], ids.device
+    greedy = temperature == 0
+    record_t = 1.0 if greedy else temperature  # the recorder's temperature, as in hf_generate
+    top_p_warper = None
+    if not greedy and top_p < 1.0:
+        from transformers.generation.logits_process import TopPLogitsWarper
+
+        top_p_warper = TopPLogitsWarper(top_p)
+    eos = set(policy.eos_token_ids)
+    finals = policy._stop_finals(stop_strings) if stop_strings else None
+    window = _window(stop_strings)
+    stops = tuple(stop_strings)
+    pad = torch.tensor(policy.pad_token_id, device=device)
+
+    # The prefill, with generate's own position ids; the decoder's output is kept to check
+    # (once per model) that the output layer on it gives the model's logits.
+    parts = output_head(model)
+    captured: list[torch.Tensor] = []
+    handle = None
+    if parts is not None:
+        handle = parts[0].register_forward_hook(
+            lambda _m, _a, out: captured.append(getattr(out, "last_hidden_state", None))
+        )
+    positions = model._prepare_position_ids_for_generation(ids, dict(batch))
+    mask = batch["attention_mask"]
+    try:
+        out = model(**batch, position_ids=positions, use_cache=True, **keep)
+    finally:
+        if handle is not None:
+            handle.remove()
+    cache = _returned_cache(out)
+    logits = out.logits[:, -1].float()  # (B, V)
+    step_decoder = None
+    if len(captured) == 1 and captured[0] is not None and captured[0].shape[:2] == ids.shape:
+        decoder, head = parts
+        dec_cache = _cache_argument(decoder)
+        if dec_cache and head_gives_logits(model, head, captured[0][:, -1:], out.logits[:, -1:]):
+            step_decoder = decoder, head, dec_cache
+    out = None  # the prefill's outputs are no longer needed
+    captured.clear()
+
+    suppress = None
+    if policy._suppressed:
+        suppress = torch.zeros(logits.shape[-1], dtype=torch.bool, device=device)
+        suppress[torch.tensor(policy._suppressed, device=device)] = True
+    rows: list[list[int]] = [[] for _ in range(size)]
+    ends: list[tuple[int, str] | None] = [None] * size
+    live = list(range(size))
+    running = torch.ones(size, dtype=torch.bool, device=device)
+    steps: list[torch.Tensor] = []
+    for t in range(max_new_tokens):
+        logp_all = torch.log_softmax(logits if record_t == 1.0 else logits / record_t, dim=-1)
+        scores = logits if suppress is None else logits.masked_fill(suppress, -float("inf"))
+        if not greedy and temperature != 1.0:
+            scores = scores / temperature
+        if top_p_warper is not None:
+            scores = top_p_warper(None, scores)
+        if greedy:
+            new = torch.argmax(scores, dim=-1)
+        else:
+            new = sample_tokens(torch.softmax(scores, dim=-1))
+        if len(live) < size:  # finished rows are fed the pad token
+            new = torch.where(running, new, pad)
+        steps.append(logp_all.gather(1, new[:, None]).squeeze(1))
+        new_ids = new.tolist()
+        checked = []
+        for row in live:
+            token = new_ids[row]
+            rows[row].append(token)
+            if token in eos:
+                ends[row] = (t + 1, "eos")
+            elif stops and (finals is None or token in finals):
+                checked.append(row)
+        if checked:
+            tails = [rows[row][-window:] for row in checked]
+            for row, text in zip(checked, policy.tokenizer.batch_decode(tails), strict=True):
+                if any(s in text for s in stops):
+                    ends[row] = (t + 1, "stop")
+        finished = [row for row in live if ends[row] is not None]
+        if finished:
+            live = [row for row in live if ends[row] is None]
+            running[finished] = False
+        if not live or t + 1 == max_new_tokens:
+            break
+        mask = torch.cat([mask, mask.new_ones((size, 1))], dim=-1)
+        positions = positions[..., -1:] + 1
+        step = {"attention_mask": mask, "position_ids": positions, "use_cache": True}
+        if step_decoder is not None:
+            decoder, head, dec_cache = step_decoder
+            hidden = decoder(input_ids=new[:, None], **step, **{dec_cache: cache})
+            logits = head(hidden.last_hidden_state[:, -1]).float()
+        else:
+            out = model(input_ids=new[:, None], **step, **{cache_name: cache}, **keep)
+            logits = out.logits[:, -1].float()
+    logprobs = torch.stack(steps, dim=1).cpu() if steps else torch.zeros((size, 0))
+    length = len(steps)
+    # A finished row was fed pads after its end; they are its ids from there on, as in generate.
+    full = [r + [policy.pad_token_id] * (length - len(r)) for r in rows]
+    return full, logprobs, [e if e is not None else (length, "length") for e in ends]
+
+
+def sample_tokens(probs: torch.Tensor) -> torch.Tensor:
+    """One token per row of ``probs`` (B, V), drawn from it by inverse transform sampling.
+
+    One uniform ``u`` per row (the global torch RNG, so ``torch.manual_seed`` fixes the draw)
+    against the row's CDF: the token is the first whose cumulative probability exceeds
+    ``u · total``. The CDF is summed in float64 (float32 rounding would misplace every
+    token of probability below ~1e-7 at a 150k vocabulary), except on a device without
+    float64 (MPS). A token of probability 0 (suppressed, cut by top-p) is never drawn: its
+    CDF step is empty, and ``u`` is scaled to the largest number below the total, so that
+    some token's cumulative probability always exceeds it. Returns (B,) int64.
+    """
+    wide = torch.float32 if probs.device.type == "mps" else torch.float64
+    cdf = probs.to(wide).cumsum(dim=-1)  # (B, V)
+    below = torch.nextafter(cdf[:, -1:], cdf.new_zeros(()))  # (B, 1), just under each total
+    u = torch.rand(below.shape, dtype=wide, device=probs.device) * below
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)  # first index with cdf > u
+
+
+def loop_driver(model: Any) -> tuple[str, dict[str, int]] | None:
+    """How :func:`decode_loop` calls ``model``: the name of its forward's cache argument and
+    the ``logits_to_keep`` argument (empty where the forward has none); None for a model the
+    loop does not drive (an encoder-decoder, or a transformers without
+    ``_prepare_position_ids_for_generation``), which ``model.generate`` samples instead."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    key = type(base)
+    if key not in _DRIVERS:
+        _DRIVERS[key] = _driver(base)
+    return _DRIVERS[key]
+
+
+_DRIVERS: dict[type, tuple[str, dict[str, int]] | None] = {}
+
+
+def _driver(base: Any) -> tuple[str, dict[str, int]] | None:
+    config = getattr(base, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return None
+    if not hasattr(base, "_prepare_position_ids_for_generation"):
+        return None
+    cache_name = _cache_argument(base)
+    if cache_name is None or "position_ids" not in _parameters(base):
+        return None
+    return cache_name, ({"logits_to_keep": 1} if "logits_to_keep" in _parameters(base) else {})
+
+
+def _parameters(module: Any) -> Any:
+    try:
+        return inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def _cache_argument(module: Any) -> str | None:
+    """The name a module's forward takes its KV cache by (``cache`` in transformers 5)."""
+    params = _parameters(module)
+    return next((n for n in ("cache", "past_key_values") if n in params), None)
+
+
+def _returned_cache(out: Any) -> Any:
+    """The KV cache a forward pass returned (``cache`` in transformers 5, else
+    ``past_key_values``)."""
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
+
+
+@torch.no_grad()
+def hf_generate(
+    policy: Policy,
+    inputs: dict[str, torch.Tensor],
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    stop_strings: Sequence[str],
+) -> RawTurns:
+    """One ``model.generate`` call over a left-padded batch, with the log-probs recorded by
+    :class:`_LogprobRecorder` and the stop strings checked by :class:`_StopOnStrings`; rows
+    cut by :func:`cut`. For a model :func:`decode_loop` does not drive, and as its
+    reference in the tests."""
     from transformers import LogitsProcessorList, StoppingCriteriaList
     from transformers.generation.logits_process import (
         SuppressTokensLogitsProcessor,
@@ -82,7 +319,7 @@ def generate_batch(
         TopPLogitsWarper,
     )
 
-    batch = policy.collate(inputs, padding_side="left")
+    batch = inputs
     prompt_len = batch["input_ids"].shape[1]
     greedy = temperature == 0
     recorder = _LogprobRecorder(1.0 if greedy else temperature)
@@ -93,7 +330,7 @@ def generate_batch(
         processors.append(TemperatureLogitsWarper(temperature))
     if not greedy and top_p < 1.0:
         processors.append(TopPLogitsWarper(top_p))
-    window = max((len(s) for s in stop_strings), default=0) + 2
+    window = _window(stop_strings)
     stopping = StoppingCriteriaList()
     if stop_strings:
         finals = policy._stop_finals(stop_strings)
@@ -111,12 +348,12 @@ def generate_batch(
         )
     logprobs = recorder.finish(sequences)
     generated = sequences[:, prompt_len:].tolist()
-    results = []
-    for row, ids in enumerate(generated):
-        end, reason = policy._cut(ids, stop_strings, window)
-        kept = ids[:end]
-        results.append(Generation(kept, logprobs[row, :end].tolist(), policy.decode(kept), reason))
-    return results
+    return generated, logprobs, [policy._cut(ids, stop_strings, window) for ids in generated]
+
+
+def _window(stop_strings: Sequence[str]) -> int:
+    """Tokens whose decoded text is sure to hold a stop string that the newest one completed."""
+    return max((len(s) for s in stop_strings), default=0) + 2
 
 
 def cut(

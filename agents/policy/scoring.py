@@ -88,7 +88,7 @@ def forward_logprobs(
         zeros = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
         return zeros, (zeros.clone() if return_entropy else None)
     chunked = model_logprobs(
-        policy.model,
+        _scored_module(policy, model),
         batch,
         wanted,
         temperature=temperature,
@@ -112,6 +112,19 @@ def forward_logprobs(
         entropy[:, keep] = ent
         entropy = entropy * wanted
     return out, entropy
+
+
+def _scored_module(policy: Policy, model: Any) -> Any:
+    """The module whose decoder and output layer compute ``model``'s logits: the policy's own
+    model for ``None`` or a DDP/FSDP/DeepSpeed wrapper of it (``.module``), else ``model``
+    unwrapped — a separate network such as the trainer's frozen reference, whose hidden
+    states a hook on the policy's decoder would never see."""
+    if model is None:
+        return policy.model
+    inner = model
+    while not isinstance(inner, type(policy.model)) and hasattr(inner, "module"):
+        inner = inner.module
+    return inner
 
 
 @torch.no_grad()
