@@ -154,7 +154,8 @@ class TrainConfig:
     )
     mixed_precision: str = option(
         "auto",
-        "compute precision: auto (bf16 on a GPU that has it, else no), no, bf16, fp16",
+        "compute precision: auto (bf16 on a GPU that has it, or on a CPU whose /proc/cpuinfo "
+        "flags list avx512_bf16 / amx_bf16 (ARM: bf16); else no), no, bf16, fp16",
         choices=MIXED_PRECISIONS,
     )
     lora: bool = option(False, "train LoRA adapters instead of all weights")

@@ -12,17 +12,36 @@ import torch
 from agents.training.config import TrainConfig
 
 
+def resolve_mixed_precision(mixed_precision: str) -> str:
+    """The accelerate precision that ``mixed_precision`` means on this machine.
+
+    ``"auto"`` is ``"bf16"`` on a GPU that supports bfloat16 and, without a GPU, on a CPU that
+    computes bfloat16 natively (:func:`agents.models.logprobs.cpu_has_fast_bf16`: the
+    ``avx512_bf16`` or ``amx_bf16`` flags of x86, ``bf16`` in ARM's ``Features``, read from
+    ``/proc/cpuinfo``), where bf16 matmuls are several times faster than float32 ones; else
+    ``"no"`` (float32: a CPU that only emulates bf16 runs it slower than float32). Other
+    values are returned as they are. Weights and optimizer state stay in ``dtype`` either
+    way; autocast only lowers the matmuls, and the log-probs are still taken by a float32
+    ``log_softmax`` of the logits (:mod:`agents.models.logprobs`)."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    from agents.models.logprobs import cpu_has_fast_bf16
+
+    return "bf16" if cpu_has_fast_bf16() else "no"
+
+
 def make_accelerator(config: TrainConfig):
-    """An ``Accelerator`` for the config: bf16 autocast where a GPU has it, gradients
+    """An ``Accelerator`` for the config: the precision :func:`resolve_mixed_precision` gives
+    (``auto``: bf16 autocast on a GPU or a CPU that has fast bf16), gradients
     accumulated over ``gradient_accumulation_steps`` micro-batches, the scheduler stepped once
     per optimizer update whatever the number of processes, and DDP told that some parameters
     (the vision tower on text-only batches) may get no gradient."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    mixed = config.mixed_precision
-    if mixed == "auto":
-        mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    mixed = resolve_mixed_precision(config.mixed_precision)
     ddp = DistributedDataParallelKwargs(find_unused_parameters=not config.lora)
     # Several processes and no GPU: accelerate picks DDP over gloo only when told `cpu`.
     cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
@@ -41,6 +60,7 @@ def make_accelerator(config: TrainConfig):
             f"shards only on accelerators. On CPU use DDP over gloo: `accelerate launch "
             f"--multi_gpu --num_processes N -m agents.cli train ...`."
         )
+    _release_other_precision(mixed)
     return Accelerator(
         cpu=cpu,
         mixed_precision=mixed,
@@ -48,6 +68,22 @@ def make_accelerator(config: TrainConfig):
         step_scheduler_with_optimizer=False,
         kwargs_handlers=[ddp],
     )
+
+
+def _release_other_precision(mixed: str) -> None:
+    """Let a second run in this process use another precision than the first.
+
+    accelerate keeps one ``AcceleratorState`` per process and refuses an ``Accelerator`` whose
+    precision differs from it ("AcceleratorState has already been initialized and cannot be
+    changed"), so a float32 run after a bf16 one (a notebook, the test suite) would fail. In a
+    single, non-distributed process the state holds nothing but settings: it is cleared so the
+    new ``Accelerator`` sets its own (an earlier accelerator then autocasts as the new one)."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not AcceleratorState._shared_state or PartialState().num_processes > 1:
+        return
+    if AcceleratorState().mixed_precision != mixed:
+        AcceleratorState._reset_state()
 
 
 def adapters_only(models, weights, output_dir) -> None:

@@ -114,3 +114,39 @@ def test_find_gguf_and_the_packed_weight_guard(tmp_path):
     packed.config = None
     with pytest.raises(ValueError, match="stayed packed"):
         strip_quantization(packed, source="q.gguf")
+
+
+# bf16 autocast (mixed_precision "bf16", or "auto" on a CPU with fast bf16) rounds every
+# matmul's inputs to 8 mantissa bits through SmolLM2's 30 layers and its 49k-way head. Against
+# float32, on this prompt and answers, measured: mean |Δ log p| 0.045 nats, max 0.24 (ratios
+# exp(Δ) within 0.79–1.27), entropy mean 0.027. The tolerances (mean 0.1, max 0.5 nats) are
+# about twice that. In training both sides of a ratio or a KL are computed the same way
+# (old log-probs and the reference are re-scored under the same autocast), so this error
+# moves the model's distribution slightly, not the ratios, which start at exactly 1.
+BF16_MEAN, BF16_MAX = 0.1, 0.5
+
+
+def test_bf16_autocast_log_probs_of_the_real_model_are_close_to_float32(smol):
+    prompt, _ = _inputs(smol)
+    answers = (
+        "The capital of France is Paris.",
+        "Paris is the capital; it lies on the Seine, in the north of France.",
+        "I think it is Lyon, but I am not sure.",
+    )
+    rows = [prompt + smol.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    batch = smol.collate([ModelInput(ids) for ids in rows])
+    mask = torch.zeros_like(batch["input_ids"])
+    mask[:, len(prompt) :] = 1
+    wanted = (batch["attention_mask"].bool() & mask.bool())[:, 1:]
+    with torch.no_grad():
+        ref, ref_ent = smol.forward_logprobs(batch, mask=mask, return_entropy=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low, low_ent = smol.forward_logprobs(batch, mask=mask, return_entropy=True)
+    assert low.dtype == low_ent.dtype == torch.float32  # upcast before the log-softmax
+    delta = (low - ref)[:, 1:][wanted].abs()
+    assert delta.max() > 1e-3  # the forward really ran in bf16
+    assert delta.mean() < BF16_MEAN and delta.max() < BF16_MAX, (delta.mean(), delta.max())
+    ent_delta = (low_ent - ref_ent)[:, 1:][wanted].abs()
+    assert ent_delta.mean() < BF16_MEAN and ent_delta.max() < BF16_MAX
+    # the answer the real model prefers stays preferred
+    assert (low * mask).sum(1).argmax() == (ref * mask).sum(1).argmax()
