@@ -10,9 +10,13 @@ The measurements, each in its own process (so that each peak RSS is its own):
   Split: generation, tool execution (the env's ``step``), reference forward, forward/backward
   (with the optimizer), the rest.
 - ``arft-single`` and ``trl-single``: the same tiny model, prompts, group size (G = 8, two
-  prompts per step), completion length (64 tokens), β = 0.04, lr 1e-6, temperature 1.0 and one
-  update per batch, in arft's trainer and in ``trl.GRPOTrainer``. Single-turn text, since that
-  is what both support. The ratio is TRL's seconds over arft's.
+  prompts per step), completion length (64 tokens), β = 0.04, lr 1e-6, temperature 1.0, one
+  update per batch and float32 compute, in arft's trainer and in ``trl.GRPOTrainer`` (TRL's
+  defaults otherwise). Single-turn text, since that is what both support. The two run
+  alternately ``--repeats`` times (arft, TRL, arft, TRL, …), so that a change of the machine's
+  load falls on both; each side's figure is its median run, and the ratio is TRL's seconds
+  over arft's, also given per repeat and in CPU seconds (``time.process_time``, the steadier
+  figure on a shared machine).
 - ``arft-<algo>``: the same single-turn workload with each other algorithm at its defaults
   (PPO's includes its critic's forward, and forward and backward, and its own optimizer; DAPO
   may roll out more groups when a group's rewards are all equal). The ratio is to GRPO's step.
@@ -20,7 +24,7 @@ The measurements, each in its own process (so that each peak RSS is its own):
 The first ``--warmup`` steps of each are not timed. One thread per process (the tiny model
 does not gain from more, and a shared machine makes extra threads contend).
 
-    python benchmarks/grpo_step.py [--steps 6] [--warmup 2] [--parts arft-single arft-ppo ...]
+    python benchmarks/grpo_step.py [--steps 6] [--warmup 2] [--repeats 3] [--parts arft-single ...]
 
 Writes ``benchmarks/results/grpo_step.json`` and prints a table.
 """
@@ -271,6 +275,21 @@ PARTS = {
 }
 
 
+PAIR = ("arft-single", "trl-single")
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median seconds per step (a failed run if none succeeded), with every run's
+    wall and CPU seconds beside it."""
+    done = sorted((r for r in runs if "seconds_per_step" in r), key=lambda r: r["seconds_per_step"])
+    if not done:
+        return runs[0]
+    median = dict(done[(len(done) - 1) // 2])
+    median["repeats_seconds_per_step"] = [r.get("seconds_per_step") for r in runs]
+    median["repeats_cpu_seconds_per_step"] = [r.get("cpu_seconds_per_step") for r in runs]
+    return median
+
+
 def _rows(out: Path) -> list[dict]:
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
 
@@ -312,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(RESULTS / "grpo_step.json"))
     parser.add_argument("--parts", nargs="+", choices=sorted(PARTS), default=list(PARTS),
                         help="measure only these parts (default: all)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="arft-single and trl-single run alternately this many times; "
+                        "each side's figure is its median run")  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.part:  # child process
@@ -325,15 +347,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     skipped = {"skipped": "not in --parts"}
-    results = {
-        name: run_part(name, args.steps, args.warmup) if name in args.parts else skipped
-        for name in PARTS
-    }
+    results = {}
+    for name in PARTS:
+        if name in PAIR:
+            continue
+        results[name] = run_part(name, args.steps, args.warmup) if name in args.parts else skipped
+    # The compared pair alternates (arft, TRL, arft, TRL, ...), so that a change in the
+    # machine's load during the run falls on both sides alike.
+    runs: dict[str, list[dict]] = {name: [] for name in PAIR if name in args.parts}
+    for _ in range(max(args.repeats, 1)):
+        for name in runs:
+            runs[name].append(run_part(name, args.steps, args.warmup))
+    for name in PAIR:
+        results[name] = _median_run(runs[name]) if name in runs else skipped
+    results = {name: results[name] for name in PARTS}
     arft, trl_ = results["arft-single"], results["trl-single"]
     ratio = cpu_ratio = None
+    per_repeat = []
     if "seconds_per_step" in arft and "seconds_per_step" in trl_:
         ratio = trl_["seconds_per_step"] / arft["seconds_per_step"]
         cpu_ratio = trl_["cpu_seconds_per_step"] / arft["cpu_seconds_per_step"]
+        per_repeat = [
+            t["seconds_per_step"] / a["seconds_per_step"]
+            for a, t in zip(runs["arft-single"], runs["trl-single"], strict=True)
+            if "seconds_per_step" in a and "seconds_per_step" in t
+        ]
     over_grpo = {
         a: results[f"arft-{a}"]["seconds_per_step"] / arft["seconds_per_step"]
         for a in ALGOS
@@ -353,10 +391,13 @@ def main(argv: list[str] | None = None) -> int:
             "prompts_per_step": PROMPTS_PER_STEP,
             "completion_tokens": COMPLETION_TOKENS,
             "threads": 1,
+            "repeats": args.repeats,
+            "precision": PRECISION,
         },
         "results": results,
         "trl_over_arft": ratio,
         "trl_over_arft_cpu": cpu_ratio,
+        "trl_over_arft_per_repeat": per_repeat,
         "load_average": os.getloadavg(),
         "algorithm_over_grpo": over_grpo,
     }
@@ -409,7 +450,9 @@ def _print_table(summary: dict) -> None:
                 print(row["log_tail"])
     ratio = summary["trl_over_arft"]
     if ratio is not None:
-        print(f"\nTRL seconds per step / arft seconds per step = {ratio:.2f}")
+        print(f"\nTRL seconds per step / arft seconds per step = {ratio:.2f} (median runs)")
+        each = ", ".join(f"{x:.2f}" for x in summary["trl_over_arft_per_repeat"])
+        print(f"the same for each alternating repeat          = {each}")
         print(f"the same in CPU seconds (time.process_time)   = {summary['trl_over_arft_cpu']:.2f}")
         print("load average (1, 5, 15 min) at the end: {:.1f} {:.1f} {:.1f}".format(
             *summary["load_average"]))  # fmt: skip
