@@ -10,13 +10,21 @@ per completion. In ``reward_mode="live"`` a ``<code>`` completion really runs in
 sandbox on the row's image and earns the code reward only when it ran and wrote an image
 (``paper`` mode keeps the authors' constant 0.9).
 
+Multi-turn: :func:`environment_factory` is a class for ``GRPOTrainer(environment_factory=
+...)`` over any env in ``action_format="tool_calls"``. ``reset`` returns the env's opening
+user turn and each tool method the tool's reply, both as TRL content blocks: text, and the
+images as ``{"type": "image", "image": PIL.Image}`` (TRL 1.16 passes a tool's list of blocks
+to the chat template as a multimodal tool message and feeds its images to a VLM, in
+generation and in the loss's forward pass). The repaired image a ``code`` call writes thus
+reaches the model, as in arft's own rollouts.
+
 ``trl`` and ``datasets`` are imported lazily, so ``import arft_envs`` stays light and
 torch-free. Install them with ``pip install arft[trl]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -31,7 +39,13 @@ from arft_envs.rewards import (
     step_kind,
 )
 
-__all__ = ["completion_text", "reward_functions", "stepwise_dataset"]
+__all__ = [
+    "completion_text",
+    "environment_factory",
+    "qwen_vl_processor",
+    "reward_functions",
+    "stepwise_dataset",
+]
 
 RewardFn = Callable[..., list[float]]
 
@@ -47,12 +61,21 @@ def _trl_content(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
-def stepwise_dataset(env_id: str = "MATCoding-v0", n: int = 8, seed: int = 0, **env_kwargs):
-    """A ``datasets.Dataset`` of ``n`` stepwise rows of ``env_id`` (seeds ``seed..seed+n-1``).
+def stepwise_dataset(
+    env_id: str = "MATCoding-v0",
+    n: int = 8,
+    seed: int = 0,
+    kinds: Sequence[str] | None = None,
+    **env_kwargs,
+):
+    """A ``datasets.Dataset`` of ``n`` stepwise rows of ``env_id`` (seeds from ``seed`` on).
 
     Columns: ``prompt`` (TRL conversational messages), ``images`` (PIL images, one per image
     placeholder), ``gold_step`` (the reference turn the rewards score against) and
-    ``task_id``. Extra keyword arguments go to ``gym.make`` (``mode`` is always stepwise).
+    ``task_id``. ``kinds`` keeps only rows whose gold step is one of those kinds (e.g.
+    ``("problem", "answer")``; see :data:`arft_envs.rewards.CODING_KINDS`), taking seeds in
+    order until ``n`` are found. Extra keyword arguments go to ``gym.make`` (``mode`` is
+    always stepwise).
     """
     try:
         from datasets import Dataset
@@ -63,14 +86,21 @@ def stepwise_dataset(env_id: str = "MATCoding-v0", n: int = 8, seed: int = 0, **
         ) from exc
     import arft_envs  # noqa: F401  (registers the ids)
 
+    if kinds is not None and not set(kinds) <= set(CODING_KINDS):
+        raise ValueError(f"kinds must be among {CODING_KINDS}, got {list(kinds)}")
     env = gym.make(env_id, mode="stepwise", **env_kwargs)
     rows: dict[str, list] = {"prompt": [], "images": [], "gold_step": [], "task_id": []}
+    tries = n if kinds is None else 50 * n
     try:
-        for i in range(n):
+        for i in range(tries):
+            if len(rows["prompt"]) == n:
+                break
             env.reset(seed=seed + i)
             u = env.unwrapped
+            if kinds is not None and step_kind(u.task.meta["gold_step"], CODING_KINDS) not in kinds:
+                continue
             messages = [
-                {"role": m["role"], "content": _trl_content(m["content"])} for m in u._messages
+                {"role": m["role"], "content": _trl_content(m["content"])} for m in u.messages
             ]
             rows["prompt"].append(messages)
             rows["images"].append([Image.fromarray(np.asarray(im)) for im in u.images])
@@ -78,6 +108,11 @@ def stepwise_dataset(env_id: str = "MATCoding-v0", n: int = 8, seed: int = 0, **
             rows["task_id"].append(u.task.id)
     finally:
         env.close()
+    if len(rows["prompt"]) < n:
+        raise ValueError(
+            f"only {len(rows['prompt'])} of the {tries} stepwise rows of {env_id} from seed "
+            f"{seed} are of kinds {list(kinds or ())}; ask for fewer rows or more kinds"
+        )
     return Dataset.from_dict(rows)
 
 
@@ -157,18 +192,46 @@ def reward_functions(
     return [format_reward, accuracy_reward]
 
 
+def qwen_vl_processor(model_dir: Any, chat_template: str | None = None):
+    """Qwen2.5-VL's processor (image processor + tokenizer) from a saved model directory,
+    without its video processor: ``AutoProcessor`` would build that too, and it needs
+    torchvision, which arft does not depend on. ``chat_template`` replaces the tokenizer's
+    (e.g. TRL's ``qwen3_vl_chat_template``, whose tool calls TRL knows how to parse)."""
+    from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwenProcessor(Qwen2_5_VLProcessor):
+        """Qwen2.5-VL's processor without its video half."""
+
+        attributes = ["image_processor", "tokenizer"]
+
+        def __init__(self, image_processor, tokenizer, chat_template=None):
+            self.image_token = "<|image_pad|>"
+            self.video_token = "<|video_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return ImageOnlyQwenProcessor(
+        AutoImageProcessor.from_pretrained(model_dir), tokenizer, tokenizer.chat_template
+    )
+
+
 # ----------------------------------------------------------------------------- multi-turn
 
 _JSON_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list}
 
 
-def _tool_method(name: str, schema: dict[str, Any]) -> Callable[..., str]:
+def _tool_method(name: str, schema: dict[str, Any]) -> Callable[..., Any]:
     """A method that steps the env with one native call of tool ``name`` (TRL tool shape)."""
     import inspect
 
     params = schema.get("parameters", {}).get("properties", {})
 
-    def method(self, **arguments: Any) -> str:
+    def method(self, **arguments: Any) -> str | list:
         return self._call(name, arguments)
 
     method.__name__ = name
@@ -184,20 +247,49 @@ def _tool_method(name: str, schema: dict[str, Any]) -> Callable[..., str]:
         ]
     )
     method.__annotations__ = {p: _JSON_TYPES.get(s.get("type"), str) for p, s in params.items()}
-    method.__annotations__["return"] = str
     args = "\n".join(f"    {p}: {s.get('description', p)}" for p, s in params.items())
     method.__doc__ = f"{schema.get('description', name)}\n\nArgs:\n{args}\n"
     return method
 
 
-def environment_factory(env_id: str = "MATCoding-v0", **env_kwargs: Any) -> type:
+def _blocks(message: dict[str, Any], images: Sequence[np.ndarray], with_images: bool) -> list:
+    """One env message as TRL content blocks: text, and images as PIL images, in order."""
+    from PIL import Image
+
+    blocks: list[dict[str, Any]] = []
+    for part in message["content"]:
+        if part["type"] == "image":
+            if with_images:
+                image = Image.fromarray(np.asarray(images[part["index"]]))
+                blocks.append({"type": "image", "image": image})
+        elif part.get("text"):
+            blocks.append({"type": "text", "text": part["text"]})
+    return blocks
+
+
+def _reply(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """A tool reply for TRL: plain text, or the list of blocks when it holds an image."""
+    if any(b["type"] == "image" for b in blocks):
+        return blocks
+    return " ".join(b["text"] for b in blocks)
+
+
+def environment_factory(
+    env_id: str = "MATCoding-v0", images: bool = True, **env_kwargs: Any
+) -> type:
     """A class for TRL's ``GRPOTrainer(environment_factory=...)`` over ``env_id``.
 
     The env runs in ``action_format="tool_calls"``; each of its tools becomes a method (named,
     typed and documented from ``env.unwrapped.tool_schemas``) that steps the env with one
-    native call and returns the tool's text reply. ``reset(**row)`` resets the env (a row's
-    ``seed`` picks the task) and returns the opening user text; ``get_reward()`` is the
+    native call and returns the tool's reply. ``reset(**row)`` resets the env (a row's
+    ``seed`` picks the task) and returns its opening messages (the env's system text, then
+    the user turn; TRL appends them to the row's prompt); ``get_reward()`` is the
     episode's return from the env's own rewards.
+
+    With ``images=True`` (for a VLM processor) the opening turn and any tool reply that holds
+    an image are lists of TRL content blocks, ``{"type": "image", "image": PIL.Image}`` and
+    ``{"type": "text", ...}``; TRL renders them as a multimodal user / tool message and feeds
+    the images to the model. ``images=False`` (a text-only model) keeps only the text.
     """
     import arft_envs  # noqa: F401  (registers the ids)
 
@@ -205,6 +297,7 @@ def environment_factory(env_id: str = "MATCoding-v0", **env_kwargs: Any) -> type
     probe.reset(seed=0)
     schemas = [s["function"] for s in probe.unwrapped.tool_schemas]
     probe.close()
+    with_images = bool(images)
 
     class ArftEnvironment:
         def __init__(self) -> None:
@@ -212,14 +305,17 @@ def environment_factory(env_id: str = "MATCoding-v0", **env_kwargs: Any) -> type
             self.total = 0.0
             self.done = False
 
-        def reset(self, **row: Any) -> str | None:
-            """Start an episode (the row's ``seed`` picks the task); the opening user text."""
+        def reset(self, **row: Any) -> str | list[dict[str, Any]]:
+            """Start an episode (the row's ``seed`` picks the task); the opening user turn."""
             self.total, self.done = 0.0, False
             self.env.reset(seed=row.get("seed"))
-            first = self.env.unwrapped._messages[-1]
-            return " ".join(p.get("text", "") for p in first["content"] if p["type"] == "text")
+            u = self.env.unwrapped
+            blocks = []  # the env's opening messages (its system text, then the user turn)
+            for m in u.messages:
+                blocks += _blocks(m, u.images, with_images)
+            return blocks if with_images else _reply(blocks)
 
-        def _call(self, name: str, arguments: dict[str, Any]) -> str:
+        def _call(self, name: str, arguments: dict[str, Any]) -> str | list[dict[str, Any]]:
             if self.done:
                 return "The episode is over; give no more calls."
             action = {
@@ -232,10 +328,11 @@ def environment_factory(env_id: str = "MATCoding-v0", **env_kwargs: Any) -> type
             _, reward, terminated, truncated, _ = self.env.step(action)
             self.total += float(reward)
             self.done = bool(terminated or truncated)
-            last = self.env.unwrapped._messages[-1]
-            if last["role"] == "assistant":
+            u = self.env.unwrapped
+            last = u.messages[-1]
+            if last["role"] == "assistant":  # the answer: the env adds no reply
                 return "Done."
-            return " ".join(p.get("text", "") for p in last["content"] if p["type"] == "text")
+            return _reply(_blocks(last, u.images, with_images))
 
         def get_reward(self) -> float:
             """The episode's return so far, from the env's own rewards."""

@@ -91,7 +91,7 @@ def test_environment_factory_tools_step_the_env_and_reward_comes_from_it():
     assert {"problem", "code", "answer"} <= set(dir(cls))
 
     right, wrong = cls(), cls()
-    assert "<query>" in right.reset(seed=0)
+    assert "<query>" in right.reset(seed=0)[-1]["text"]
     wrong.reset(seed=0)
     gold = right.env.unwrapped.task
     right.problem(problems=list(gold.meta["degradations"]))
@@ -101,8 +101,81 @@ def test_environment_factory_tools_step_the_env_and_reward_comes_from_it():
         code="import cv2\nimg = cv2.imread('path_to_input_image.jpg')\n"
         "cv2.imwrite('path_to_output_image.jpg', img)\n"
     )
-    assert "processed image" in reply
+    assert "processed image" in reply[-1]["text"]
     before = right.get_reward()
     right.answer(answer=gold.answers[0])
     assert right.get_reward() > before and right.done
     assert "over" in right.answer(answer="again")
+
+
+def test_rows_of_chosen_kinds():
+    rows = stepwise_dataset("MATCoding-v0", n=3, seed=0, kinds=("answer",))
+    assert [step_kind(g, CODING_KINDS) for g in rows["gold_step"]] == ["answer"] * 3
+    with pytest.raises(ValueError, match="kinds must be among"):
+        stepwise_dataset("MATCoding-v0", n=1, kinds=("search",))
+
+
+CODE = (
+    "import cv2\nimg = cv2.imread('path_to_input_image.jpg')\n"
+    "cv2.imwrite('path_to_output_image.jpg', cv2.flip(img, 1))\n"
+)
+
+
+def test_environment_factory_returns_the_env_images_as_trl_blocks():
+    import numpy as np
+
+    from arft_envs.integrations.trl import environment_factory
+
+    env = environment_factory("MATCoding-v0")()
+    opening = env.reset(seed=0)
+    u = env.env.unwrapped
+    assert [b["type"] for b in opening] == ["text", "image", "text"]  # system, image, query
+    assert np.array_equal(np.asarray(opening[1]["image"]), u.images[0])
+    assert "<query>" in opening[2]["text"] and "problem" in opening[0]["text"]
+    assert isinstance(env.problem(problems=["none"]), str)  # a text-only reply stays text
+    reply = env.code(code=CODE)
+    images = [b["image"] for b in reply if b["type"] == "image"]
+    assert len(images) == 1 and len(u.images) == 2
+    assert np.array_equal(np.asarray(images[0]), u.images[-1])
+    assert not np.array_equal(np.asarray(images[0]), u.images[0])  # the code's output
+    assert any("processed image" in b.get("text", "") for b in reply)
+
+    text_env = environment_factory("MATCoding-v0", images=False)()
+    assert isinstance(text_env.reset(seed=0), str)
+    assert isinstance(text_env.code(code=CODE), str)
+
+
+def test_trl_template_and_processor_take_a_tool_image():
+    """TRL's qwen3_vl template renders the tool reply's image, and the processor turns
+    both images (the task's and the repaired one) into pixel values, as TRL's tool loop
+    does for a VLM."""
+    pytest.importorskip("trl")
+    from trl.chat_template_utils import qwen3_vl_chat_template
+    from trl.data_utils import prepare_multimodal_messages
+
+    from agents.models.tiny_qwen import save_tiny_qwen
+    from arft_envs.integrations.trl import environment_factory, qwen_vl_processor
+
+    env = environment_factory("MATCoding-v0")()
+    opening = env.reset(seed=0)
+    reply = env.code(code=CODE)
+    call = {"type": "function", "function": {"name": "code", "arguments": {"code": CODE}}}
+    messages = [
+        {"role": "user", "content": opening},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "name": "code", "content": reply},
+    ]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        processor = qwen_vl_processor(save_tiny_qwen(tmp), chat_template=qwen3_vl_chat_template)
+    out = processor.apply_chat_template(
+        prepare_multimodal_messages(messages),
+        tokenize=True,
+        return_dict=True,
+        add_generation_prompt=True,
+    )
+    text = processor.tokenizer.decode(out["input_ids"][0])
+    assert text.count("<|vision_start|>") == 2
+    assert text.index("<tool_response>") < text.rindex("<|vision_start|>")
+    assert out["image_grid_thw"].shape[0] == 2
