@@ -297,10 +297,23 @@ def _verdict(flags: dict[str, bool], trajectory=None) -> tuple[bool, str]:
     clean image, before → after)."""
     repair = _repair_note(trajectory) if trajectory is not None else ""
     if flags["success"]:
-        return True, "diagnosis exact, every turn well-formed, the repair ran, answered" + repair
+        reading = _reading_note(trajectory) if trajectory is not None else ""
+        return True, (
+            "diagnosis exact, every turn well-formed, the repair ran, answered" + repair + reading
+        )
     why = {"diagnosis": "wrong diagnosis", "well_formed": "a malformed turn or no answer",
            "code_ran": "the repair code did not run or wrote no image"}  # fmt: skip
     return False, "; ".join(text for key, text in why.items() if not flags[key]) + repair
+
+
+def _reading_note(trajectory) -> str:
+    """A passed episode whose answer is wrong says so: reading the glyph is not part of
+    success (see the module docstring), and a PASS beside a wrong answer would puzzle."""
+    info = trajectory.info
+    if float(info.get("f1", 0.0) or 0.0) >= 1.0:
+        return ""
+    golds = ", ".join(repr(g) for g in info.get("golds") or [])
+    return f"; read {info.get('answer')!r}, not {golds} (reading is not part of success)"
 
 
 def _repair_note(trajectory) -> str:

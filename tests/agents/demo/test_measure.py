@@ -78,6 +78,12 @@ def test_repaired_needs_a_code_turn_that_restored_the_image(tiny_policy, tmp_pat
     assert passed and why.endswith("the code did not restore the image (SSIM 0.37 → 0.37)")
     assert "restored the image (SSIM 0.37 → 1.00)" in _verdict(flags["gold"], gold)[1]
     assert "SSIM" not in _verdict(flags["crash"], crash)[1]
+    assert "reading" not in _verdict(flags["gold"], gold)[1]  # the gold answer reads right
+    misread = dataclasses.replace(gold, info={**gold.info, "answer": "E", "f1": 0.0})
+    passed, why = _verdict(flags["gold"], misread)
+    assert passed and why.endswith(
+        f"read 'E', not {gold.info['golds'][0]!r} (reading is not part of success)"
+    )
 
     save_trajectories([retry], tmp_path / "t.jsonl")  # per-turn infos survive the file
     assert load_trajectories(tmp_path / "t.jsonl")[0].turn_infos == retry.turn_infos
