@@ -1,8 +1,23 @@
-"""Train tiny-qwen on MATCoding stepwise rows with TRL's own GRPOTrainer (CPU, offline).
+"""Train tiny-qwen on MATCoding stepwise rows with TRL's own trainers (CPU, offline).
 
 The dataset and rewards come from :mod:`arft_envs.integrations.trl`: the env's stepwise rows
-(image + prompt) and its own format/accuracy rewards, live (code completions really run in
-the sandbox). Prints the mean reward and the per-group std of every step.
+(image + prompt) and its own format/accuracy rewards, live (a code completion really runs in
+the sandbox). Two TRL stages, no arft trainer code:
+
+1. **Warm start** with TRL's ``SFTTrainer`` on the rows' gold steps. tiny-qwen's weights are
+   random: over Qwen's 151k-token vocabulary it never writes ``<think>…</think><problem>…``,
+   so every GRPO completion would score 0, every group's reward std would be 0 and GRPO
+   would have no signal. The SFT stage teaches the output format, as the paper's own SFT
+   stage does before its GRPO. To keep it cheap it trains on the text only, each sequence
+   cut to its last ``--warm-max-length`` tokens (``truncation_mode="keep_end"``: the end of
+   the prompt, where the reasoning chain is, and the whole gold step); the image tokens sit
+   at the start of the prompt and are cut, which the text-only warm start does not need.
+2. **GRPO** with TRL's ``GRPOTrainer`` on the same rows, images included, sampled at
+   temperature 1: some completions now parse and some do not, some diagnoses are right and
+   some wrong, so rewards differ within a group and the advantages are non-zero.
+
+Prints, per GRPO step, the mean reward and the mean within-group std of the reward.
+Deterministic on CPU for a given ``--seed``.
 
     python examples/trl_single_turn.py --steps 2
 """
@@ -18,50 +33,78 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
-def build_processor(model_dir):
-    """Qwen2.5-VL's processor from the saved tokenizer and image processor.
+def text_only(prompt):
+    """A TRL prompt with its image placeholders dropped (each message's text joined)."""
+    return [
+        {
+            "role": m["role"],
+            "content": "".join(p["text"] or "" for p in m["content"] if p["type"] == "text"),
+        }
+        for m in prompt
+    ]
 
-    Built by hand because ``AutoProcessor`` also loads Qwen's video processor, which needs
-    torchvision (not a dependency of arft); these examples feed images only.
-    """
-    from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLProcessor
-    from transformers.processing_utils import ProcessorMixin
 
-    class ImageOnlyQwenProcessor(Qwen2_5_VLProcessor):
-        """Qwen2.5-VL's processor without its video half."""
+def warm_start(model_dir, tokenizer, dataset, out_dir, args):
+    """TRL's SFTTrainer on the rows' gold steps (text only, each sequence's last tokens)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
 
-        attributes = ["image_processor", "tokenizer"]
-
-        def __init__(self, image_processor, tokenizer, chat_template=None):
-            self.image_token = "<|image_pad|>"
-            self.video_token = "<|video_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return ImageOnlyQwenProcessor(
-        AutoImageProcessor.from_pretrained(model_dir), tokenizer, tokenizer.chat_template
+    rows = Dataset.from_dict(
+        {
+            "prompt": [text_only(p) for p in dataset["prompt"]],
+            "completion": [[{"role": "assistant", "content": g}] for g in dataset["gold_step"]],
+        }
     )
+    config = SFTConfig(
+        output_dir=out_dir,
+        max_steps=args.warm_steps,
+        per_device_train_batch_size=args.rows,
+        learning_rate=args.warm_lr,
+        lr_scheduler_type="constant",
+        max_length=args.warm_max_length,
+        truncation_mode="keep_end",
+        logging_steps=max(1, args.warm_steps // 4),
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=args.seed,
+        model_init_kwargs={"dtype": "float32"},
+    )
+    trainer = SFTTrainer(
+        model=str(model_dir), args=config, train_dataset=rows, processing_class=tokenizer
+    )
+    result = trainer.train()
+    print(f"warm start: {args.warm_steps} SFT steps, mean loss {result.training_loss:.3f}")
+    return trainer.model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2, help="GRPO steps")
     parser.add_argument("--rows", type=int, default=4)
     parser.add_argument("--group", type=int, default=4, help="completions per prompt")
-    parser.add_argument("--max-completion-length", type=int, default=16)
+    parser.add_argument("--max-completion-length", type=int, default=40)
+    parser.add_argument("--warm-steps", type=int, default=40, help="SFT steps before GRPO")
+    parser.add_argument("--warm-lr", type=float, default=1e-2)
+    parser.add_argument("--warm-max-length", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--log-completions", action="store_true", help="print TRL's table")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     import torch
-    from transformers import TrainerCallback
+    from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from agents.models.tiny_qwen import save_tiny_qwen
-    from arft_envs.integrations.trl import reward_functions, stepwise_dataset
+    from arft_envs.integrations.trl import qwen_vl_processor, reward_functions, stepwise_dataset
 
     torch.set_num_threads(1)
-    dataset = stepwise_dataset("MATCoding-v0", n=args.rows, seed=0)
+    # answer steps: their gold turns fit in a short completion budget, and their accuracy
+    # (the paper's set F1 against the gold answer) gives partial credit for right words
+    dataset = stepwise_dataset("MATCoding-v0", n=args.rows, seed=0, kinds=("answer",))
 
     class PrintReward(TrainerCallback):
         def on_log(self, _args, state, control, logs=None, **kw):
@@ -74,7 +117,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_tiny_qwen(os.path.join(tmp, "tiny-qwen"))
-        processor = build_processor(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = warm_start(model_dir, tokenizer, dataset, os.path.join(tmp, "sft"), args)
         config = GRPOConfig(
             output_dir=os.path.join(tmp, "out"),
             max_steps=args.steps,
@@ -87,16 +131,17 @@ def main() -> None:
             save_strategy="no",
             use_cpu=True,
             dataloader_num_workers=0,
-            temperature=1.0,
+            temperature=args.temperature,
             disable_tqdm=True,
-            model_init_kwargs={"dtype": "float32"},
+            seed=args.seed,
+            log_completions=args.log_completions,
         )
         trainer = GRPOTrainer(
-            model=str(model_dir),
+            model=model,
             reward_funcs=reward_functions("live"),
             args=config,
             train_dataset=dataset,
-            processing_class=processor,
+            processing_class=qwen_vl_processor(model_dir),
             callbacks=[PrintReward()],
         )
         trainer.train()
