@@ -282,8 +282,9 @@ def environment_factory(
     The env runs in ``action_format="tool_calls"``; each of its tools becomes a method (named,
     typed and documented from ``env.unwrapped.tool_schemas``) that steps the env with one
     native call and returns the tool's reply. ``reset(**row)`` resets the env (a row's
-    ``seed`` picks the task) and returns its opening messages (the env's system text, then
-    the user turn; TRL appends them to the row's prompt); ``get_reward()`` is the
+    ``seed`` picks the task) and returns its opening messages (the images, then the env's
+    system text and the user turn's text; TRL appends them to the row's prompt);
+    ``get_reward()`` is the
     episode's return from the env's own rewards.
 
     With ``images=True`` (for a VLM processor) the opening turn and any tool reply that holds
@@ -313,6 +314,9 @@ def environment_factory(
             blocks = []  # the env's opening messages (its system text, then the user turn)
             for m in u.messages:
                 blocks += _blocks(m, u.images, with_images)
+            # images first, where TRL's prepare_multimodal_messages puts a row's images: the
+            # turn then ends in the text (the query) that the model answers
+            blocks.sort(key=lambda b: b["type"] != "image")
             return blocks if with_images else _reply(blocks)
 
         def _call(self, name: str, arguments: dict[str, Any]) -> str | list[dict[str, Any]]:

@@ -129,9 +129,9 @@ def test_environment_factory_returns_the_env_images_as_trl_blocks():
     env = environment_factory("MATCoding-v0")()
     opening = env.reset(seed=0)
     u = env.env.unwrapped
-    assert [b["type"] for b in opening] == ["text", "image", "text"]  # system, image, query
-    assert np.array_equal(np.asarray(opening[1]["image"]), u.images[0])
-    assert "<query>" in opening[2]["text"] and "problem" in opening[0]["text"]
+    assert [b["type"] for b in opening] == ["image", "text", "text"]  # image, system, query
+    assert np.array_equal(np.asarray(opening[0]["image"]), u.images[0])
+    assert "<query>" in opening[2]["text"] and "problem" in opening[1]["text"]
     assert isinstance(env.problem(problems=["none"]), str)  # a text-only reply stays text
     reply = env.code(code=CODE)
     images = [b["image"] for b in reply if b["type"] == "image"]
