@@ -322,7 +322,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         steps = np.arange(1, curves.shape[1] + 1)
         mean = curves.mean(axis=0)
         sd = curves.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
-        ax.plot(steps, mean, color=colors(i), lw=1.6, label=algo)
+        ax.plot(steps, mean, color=colors(i), lw=1.6, marker="o", ms=3, label=algo)
         ax.fill_between(steps, mean - sd, mean + sd, color=colors(i), alpha=0.12, lw=0)
     ax.set_xlabel("RL step (from the SFT warm start)")
     ax.set_ylabel("training episode return (step mean)")
@@ -462,6 +462,16 @@ def reproduce(command: str) -> str:
     return shlex.join(out)
 
 
+def _light(record: dict[str, Any]) -> dict[str, Any]:
+    """A job's record for the results file: without the saved model's path (a folder of the
+    machine that ran it) and the per-episode successes (kept in progress.json)."""
+    out = {k: v for k, v in record.items() if k != "model"}
+    out["heldout"] = {
+        m: {k: v for k, v in e.items() if k != "per_episode"} for m, e in record["heldout"].items()
+    }
+    return out
+
+
 def write_results(progress: dict[str, Any], output: Path) -> dict[str, Any]:
     """The JSON, the markdown table and the PNG from a run's records, over the seeds whose
     warm start and every algorithm finished (all of them after a whole run)."""
@@ -477,8 +487,8 @@ def write_results(progress: dict[str, Any], output: Path) -> dict[str, Any]:
         "seeds": seeds,
         "seeds_planned": progress["seeds"],
         "table": summarise(warm, done, algos, seeds),
-        "warm_starts": [{k: v for k, v in warm[s].items() if k != "model"} for s in seeds],
-        "runs": [done[(s, a)] for a in algos for s in seeds],
+        "warm_starts": [_light(warm[s]) for s in seeds],
+        "runs": [_light(done[(s, a)]) for a in algos for s in seeds],
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / f"{NAME}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
