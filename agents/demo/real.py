@@ -17,7 +17,9 @@ model on the same held-out questions, sampled and greedy, three times:
    annotator's rate;
 3. **after GRPO**: RL on live episodes, rewarded by the env (an answer is worth 1 + 2·F1,
    the planned searches 1 in all, an extra search −0.1), which pays the second hop: RL has a
-   real job, unlearning a systematic, fixable mistake that imitation put there.
+   real job, unlearning a systematic, fixable mistake that imitation put there. (So far it
+   does not: on the one seed measured, the warm start's second hops rarely answered right
+   and GRPO learned to answer early instead; README, "Real-model demo".)
 
 The gain is **GRPO − SFT in held-out answer F1** on the same tasks, with a 95 % bootstrap
 interval over tasks per seed (as the main demo's :func:`~agents.demo.measure.paired_gain`), and
