@@ -46,12 +46,12 @@ def test_micro_batches_give_the_gradients_of_one_pass(tiny_policy, episodes, mic
 
 
 def test_through_an_accelerator_the_gradients_are_the_same(tiny_policy, episodes):
-    from accelerate import Accelerator
+    from agents.training.distributed import make_accelerator
 
     policy = fresh(tiny_policy)
     policy.model.eval()
     _, _, plain = _gradients(policy, episodes, len(episodes))
-    accelerator = Accelerator(cpu=True, mixed_precision="no", gradient_accumulation_steps=1)
+    accelerator = make_accelerator(TrainConfig(mixed_precision="no"))
     _, _, accelerated = _gradients(policy, episodes, 2, accelerator=accelerator)
     for name, g in accelerated.items():
         torch.testing.assert_close(g, plain[name], rtol=1e-4, atol=1e-6, msg=name)
