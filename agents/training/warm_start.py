@@ -99,20 +99,26 @@ def expert_trajectories(
     env_kwargs: dict | None = None,
     config: RolloutConfig | None = None,
     expert: Callable[[dict, Any], str] | None = None,
+    bar: Any = None,
 ) -> list[Trajectory]:
-    """Expert episodes on ``env_id``, one per reset seed."""
+    """Expert episodes on ``env_id``, one per reset seed; ``bar`` (a tqdm bar, or None) is
+    advanced by each finished episode."""
     import gymnasium as gym
 
     import arft_envs  # noqa: F401  (registers the ids)
 
     env = gym.make(env_id, **(env_kwargs or {}))
+    episodes = []
     try:
-        return [
-            expert_episode(
-                policy, env, seed=int(s), expert=expert, config=config, env_id=env_id, index=i
+        for i, s in enumerate(seeds):
+            episodes.append(
+                expert_episode(
+                    policy, env, seed=int(s), expert=expert, config=config, env_id=env_id, index=i
+                )
             )
-            for i, s in enumerate(seeds)
-        ]
+            if bar is not None:
+                bar.update(1)
+        return episodes
     finally:
         env.close()
 
@@ -200,14 +206,21 @@ def warm_start(
     acc = accelerator
     world, rank = acc.num_processes, acc.process_index
     seeds = [SFT_SEED_BASE + cfg.seed * 1_000_003 + i for i in range(cfg.sft_episodes)]
-    demos = expert_trajectories(
-        policy,
-        env_name(cfg.env),
-        seeds[rank::world],
-        env_kwargs=cfg.env_kwargs,
-        config=derive(RolloutConfig, cfg, seed=0),
-        expert=expert,
-    )
+    # real sandboxes and searches run here: tens of seconds before the first SFT step
+    bar = writer.progress(len(seeds[rank::world]), 0, "expert episodes")
+    try:
+        demos = expert_trajectories(
+            policy,
+            env_name(cfg.env),
+            seeds[rank::world],
+            env_kwargs=cfg.env_kwargs,
+            config=derive(RolloutConfig, cfg, seed=0),
+            expert=expert,
+            bar=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     if acc.is_main_process:
         returns = [t.episode_return for t in demos]
         print(

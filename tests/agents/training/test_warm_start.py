@@ -15,7 +15,12 @@ import arft_envs  # noqa: F401
 from agents.policy import Generation
 from agents.rollout import RolloutConfig, collect, make_envs
 from agents.training.batch import token_batch
-from agents.training.warm_start import ExpertTurnTooLong, expert_episode, sft_loss
+from agents.training.warm_start import (
+    ExpertTurnTooLong,
+    expert_episode,
+    expert_trajectories,
+    sft_loss,
+)
 from arft_envs.experts import ScriptedExpert
 from arft_envs.rewards import format_reward
 
@@ -58,6 +63,20 @@ def test_expert_episode_is_token_for_token_a_rollout_of_the_same_turns(tiny_poli
         assert tiny_policy.decode(expert.input_ids[start:end]) == turn
     assert sum(expert.assistant_mask) == sum(end - start for start, end in expert.turn_spans)
     envs.close()
+
+
+def test_expert_episodes_advance_a_progress_bar_one_finished_episode_at_a_time(tiny_policy):
+    class Bar:
+        def __init__(self):
+            self.counts = []
+
+        def update(self, n):
+            self.counts.append(n)
+
+    bar = Bar()
+    config = RolloutConfig(max_new_tokens=256)
+    demos = expert_trajectories(tiny_policy, EASY, [3, 4], config=config, bar=bar)
+    assert len(demos) == 2 and bar.counts == [1, 1]
 
 
 def test_a_turn_the_rollout_could_not_generate_is_refused(tiny_policy):
