@@ -133,9 +133,8 @@ def tool_status_counts(trajectories: Sequence) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def evaluate_success(
+def play(
     policy,
-    tasks: TaskLookup,
     task_ids: Sequence[str],
     *,
     env_id: str = ENV_ID,
@@ -148,11 +147,15 @@ def evaluate_success(
     num_envs: int = 16,
     progress: bool | None = None,
     desc: str = "held-out",
-) -> Evaluation:
-    """Play ``samples`` episodes on each of ``task_ids`` (sampled at ``temperature``, 0 for
-    greedy, seeded) and measure them with :func:`episode_success`; ``tasks`` is the task
-    source the env draws from (for each task's record). ``progress``: a bar of finished
-    episodes named ``desc`` on stderr, as ``arft eval`` draws it (None: on a terminal only)."""
+    autocast: Any = None,
+) -> list:
+    """The trajectories of ``samples`` episodes on each of ``task_ids`` (sampled at
+    ``temperature``, 0 for greedy, seeded), played without gradients; what every held-out
+    evaluation of the demos plays. ``progress``: a bar of finished episodes named ``desc`` on
+    stderr, as ``arft eval`` draws it (None: on a terminal only). ``autocast``: a CPU autocast
+    dtype to play in (None: the model's own precision)."""
+    import contextlib
+
     import torch
 
     from agents.evaluate import _count_episodes, _progress_bar
@@ -169,14 +172,53 @@ def evaluate_success(
         max_turns=max_turns,
         seed=seed,
     )
+    precision = (
+        contextlib.nullcontext() if autocast is None else torch.autocast("cpu", dtype=autocast)
+    )
     try:
         policy.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), precision:
             trajectories = collect(policy, envs, config, task_ids=list(task_ids), env_id=env_id)
         bar.update(bar.total - bar.n)  # the episodes that were still running
     finally:
         bar.close()
         envs.close()
+    return trajectories
+
+
+def evaluate_success(
+    policy,
+    tasks: TaskLookup,
+    task_ids: Sequence[str],
+    *,
+    env_id: str = ENV_ID,
+    env_kwargs: dict | None = None,
+    temperature: float = 1.0,
+    samples: int = 1,
+    max_new_tokens: int = 128,
+    max_turns: int = 4,
+    seed: int = 0,
+    num_envs: int = 16,
+    progress: bool | None = None,
+    desc: str = "held-out",
+) -> Evaluation:
+    """Play ``samples`` episodes on each of ``task_ids`` (:func:`play`) and measure them with
+    :func:`episode_success`; ``tasks`` is the task source the env draws from (for each task's
+    record)."""
+    trajectories = play(
+        policy,
+        task_ids,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        temperature=temperature,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        max_turns=max_turns,
+        seed=seed,
+        num_envs=num_envs,
+        progress=progress,
+        desc=desc,
+    )
     flags = [episode_success(t, tasks.get(t.task_id)) for t in trajectories]
 
     def rate(key: str) -> float | None:

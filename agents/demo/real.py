@@ -178,25 +178,26 @@ def evaluate(
     seed: int,
     num_envs: int = 16,
 ) -> Evaluation:
-    """Play ``samples`` episodes on each held-out task (greedy at ``temperature`` 0)."""
+    """Play ``samples`` episodes on each held-out task (greedy at ``temperature`` 0) in bf16
+    autocast, as the main demo's held-out evaluations play them (:func:`measure.play`)."""
     import torch
 
-    from agents.rollout import RolloutConfig, collect, make_envs
+    from agents.demo.measure import play
 
-    envs = make_envs(ENV_ID, min(num_envs, len(task_ids) * samples), **env_kwargs)
-    config = RolloutConfig(
-        group_size=samples,
-        max_new_tokens=max_new_tokens,
+    trajectories = play(
+        policy,
+        task_ids,
+        env_id=ENV_ID,
+        env_kwargs=env_kwargs,
         temperature=temperature,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
         max_turns=max_turns,
         seed=seed,
+        num_envs=num_envs,
+        progress=False,
+        autocast=torch.bfloat16,
     )
-    try:
-        policy.model.eval()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            trajectories = collect(policy, envs, config, task_ids=task_ids, env_id=ENV_ID)
-    finally:
-        envs.close()
     return Evaluation(
         f1=float(np.mean([_f1(t) for t in trajectories])),
         em=float(np.mean([float(t.info.get("em", 0.0) or 0.0) for t in trajectories])),
