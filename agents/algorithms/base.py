@@ -31,7 +31,9 @@ differs between GRPO, RLOO, PPO, DAPO, … is owned by an :class:`Algorithm`:
 A new algorithm is one file under ``agents/algorithms/`` defining its config, its pure tensor
 functions and its ``Algorithm`` subclass, plus one line in ``ALGORITHMS``
 (:mod:`agents.algorithms`). ``arft train --algo NAME`` then runs it. A section may extend
-another's (the Dr. GRPO and DAPO configs subclass ``GRPOConfig`` and change defaults).
+another's: the clipped-surrogate algorithms' sections subclass
+:class:`~agents.algorithms.group.SurrogateConfig` (β and the clip range, written once) and
+re-declare only the defaults they change.
 """
 
 from __future__ import annotations

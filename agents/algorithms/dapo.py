@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from agents.algorithms.base import Algorithm, Loss, Scores, algo_option, episode_returns
-from agents.algorithms.grpo import group_advantages
-from agents.algorithms.rloo import clip_problems, surrogate_loss, token_weight
-from agents.training.config import TrainConfig, option
+from agents.algorithms.group import SurrogateConfig, aggregation_weight
+from agents.algorithms.grpo import group_advantages, surrogate_loss
+from agents.training.config import option
 
 if TYPE_CHECKING:
     from agents.rollout import Trajectory
@@ -61,8 +61,9 @@ def all_equal_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 @dataclass
-class DAPOConfig(TrainConfig):
-    """A DAPO run: the shared config plus DAPO's options (the paper's defaults)."""
+class DAPOConfig(SurrogateConfig):
+    """A DAPO run: the shared config, the surrogate's options and DAPO's own (the paper's
+    defaults)."""
 
     algo: str = algo_option("dapo")
     beta: float = option(0.0, "weight of the k3 KL to the reference model (DAPO: 0)")
@@ -82,7 +83,7 @@ class DAPOConfig(TrainConfig):
     overlong_penalty_factor: float = option(1.0, "weight of the overlong penalty in the reward")
 
     def _problems(self) -> list[str]:
-        p = super()._problems() + clip_problems(self.beta, self.clip_low, self.clip_high)
+        p = super()._problems()
         if self.max_refills < 0:
             p.append(f"max_refills must be >= 0, got {self.max_refills}")
         buffer = self.overlong_buffer
@@ -140,9 +141,9 @@ class DAPO(Algorithm):
     def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:
         cfg = self.config
         return surrogate_loss(
-            self, micro, logprobs, beta=cfg.beta, clip_low=cfg.clip_low,
-            clip_high=cfg.clip_high, aggregation="token-mean",
+            micro, logprobs, beta=cfg.beta, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+            aggregation="token-mean",
         )  # fmt: skip
 
     def micro_weight(self, micro: MicroBatch) -> float:
-        return token_weight(micro)
+        return aggregation_weight(micro, "token-mean")

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from agents.algorithms.base import Algorithm, Loss, Scores, algo_option, episode_returns
-from agents.algorithms.grpo import group_advantages
-from agents.algorithms.rloo import clip_problems, surrogate_loss
-from agents.training.config import TrainConfig, option
+from agents.algorithms.group import SurrogateConfig
+from agents.algorithms.grpo import group_advantages, surrogate_loss
+from agents.training.config import option
 
 if TYPE_CHECKING:
     from agents.rollout import Trajectory
@@ -37,13 +37,11 @@ def dr_grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 @dataclass
-class DrGRPOConfig(TrainConfig):
-    """A Dr. GRPO run: the shared config plus the surrogate's options and the normaliser."""
+class DrGRPOConfig(SurrogateConfig):
+    """A Dr. GRPO run: the shared config, the surrogate's options (β = 0: no reference) and
+    the normaliser."""
 
     algo: str = algo_option("dr_grpo")
-    beta: float = option(0.0, "weight of the k3 KL to the reference model (0: no reference)")
-    clip_low: float = option(0.2, "PPO clip range below 1 (active only with several updates)")
-    clip_high: float | None = option(None, "PPO clip range above 1 (None: same as clip_low)")
     normaliser_tokens: int | None = option(
         None,
         "the constant N the per-episode token sums are divided by (None: the token budget, "
@@ -51,7 +49,7 @@ class DrGRPOConfig(TrainConfig):
     )
 
     def _problems(self) -> list[str]:
-        p = super()._problems() + clip_problems(self.beta, self.clip_low, self.clip_high)
+        p = super()._problems()
         if self.normaliser_tokens is not None and self.normaliser_tokens < 1:
             p.append(f"normaliser_tokens must be >= 1 or None, got {self.normaliser_tokens}")
         return p
@@ -76,6 +74,6 @@ class DrGRPO(Algorithm):
         cfg = self.config
         normaliser = cfg.normaliser_tokens or cfg.max_new_tokens * cfg.max_turns
         return surrogate_loss(
-            self, micro, logprobs, beta=cfg.beta, clip_low=cfg.clip_low,
-            clip_high=cfg.clip_high, aggregation="dr-grpo", max_tokens=normaliser,
+            micro, logprobs, beta=cfg.beta, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+            aggregation="dr-grpo", max_tokens=normaliser,
         )  # fmt: skip

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from agents.algorithms.base import Algorithm, Loss, Scores, episode_returns
-from agents.training.config import TrainConfig, option
+from agents.algorithms.group import SurrogateConfig, aggregation_weight, same_option
+from agents.training.config import option
 
 if TYPE_CHECKING:
     from agents.rollout import Trajectory
@@ -161,6 +162,32 @@ def policy_loss(
     return LossOutput(loss, pol, kl_mean, clip_frac, ratio_mean)
 
 
+def surrogate_loss(micro: MicroBatch, logprobs: torch.Tensor, **settings) -> Loss:
+    """:func:`policy_loss` on one micro-batch with ``settings`` (beta, clips, aggregation, …),
+    as the loop's :class:`~agents.algorithms.base.Loss` with the statistics it logs: the
+    surrogate (per episode), the k3 KL, the clip fraction and the mean ratio (per token).
+    ``logprobs`` (b, L) are the policy's, with grad."""
+    device = logprobs.device
+    ref = micro.ref_logprobs
+    out = policy_loss(
+        logprobs,
+        micro.old_logprobs.to(device),
+        micro.advantages.to(device),
+        micro.mask,
+        None if ref is None else ref.to(device),
+        **settings,
+    )
+    return Loss(
+        out.loss,
+        means={"policy_loss": out.policy_loss},
+        token_means={
+            "kl": out.kl,
+            "clip_fraction": out.clip_fraction,
+            "ratio_mean": out.ratio_mean,
+        },
+    )
+
+
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Per-token entropy of the categorical distribution: (B,T,V) -> (B,T). For logging."""
     logp = torch.log_softmax(logits.float(), dim=-1)
@@ -175,12 +202,13 @@ CREDITS = ("episode", "turn")
 
 
 @dataclass
-class GRPOConfig(TrainConfig):
-    """A GRPO run: :class:`~agents.training.config.TrainConfig` plus GRPO's own options.
-    Defaults are the paper's (paper.md §5): β = 0.04, std-scaled advantages per episode,
-    sequence-mean-then-batch-mean loss."""
+class GRPOConfig(SurrogateConfig):
+    """A GRPO run: the shared config, the surrogate's options
+    (:class:`~agents.algorithms.group.SurrogateConfig`: β, ``clip_low``, ``clip_high``) and
+    GRPO's own. Defaults are the paper's (paper.md §5): β = 0.04, std-scaled advantages per
+    episode, sequence-mean-then-batch-mean loss."""
 
-    beta: float = option(0.04, "weight of the k3 KL to the reference model (0 drops the reference)")
+    beta: float = same_option(SurrogateConfig, "beta", 0.04)
     scale_advantages: bool = option(True, "divide by the group std (False: Dr. GRPO, unscaled)")
     credit: str = option(
         "episode",
@@ -196,18 +224,6 @@ class GRPOConfig(TrainConfig):
         "ended — do not weigh more per token), or dr-grpo (sum over a constant)",
         choices=AGGREGATIONS,
     )
-    clip_low: float = option(0.2, "PPO clip range below 1 (active only with several updates)")
-    clip_high: float | None = option(None, "PPO clip range above 1 (None: same as clip_low)")
-
-    def _problems(self) -> list[str]:
-        p = super()._problems()
-        if self.beta < 0:
-            p.append(f"beta must be >= 0 (0 turns the KL term off), got {self.beta}")
-        if not 0 < self.clip_low < 1:
-            p.append(f"clip_low must be in (0, 1), got {self.clip_low}")
-        if self.clip_high is not None and self.clip_high <= 0:
-            p.append(f"clip_high must be > 0 or None, got {self.clip_high}")
-        return p
 
 
 class GRPO(Algorithm):
@@ -242,33 +258,12 @@ class GRPO(Algorithm):
 
     def loss(self, micro: MicroBatch, logprobs: torch.Tensor) -> Loss:
         cfg = self.config
-        device = logprobs.device
-        ref = micro.ref_logprobs
-        out = policy_loss(
-            logprobs,
-            micro.old_logprobs.to(device),
-            micro.advantages.to(device),
-            micro.mask,
-            None if ref is None else ref.to(device),
-            beta=cfg.beta,
-            clip_low=cfg.clip_low,
-            clip_high=cfg.clip_high,
-            aggregation=cfg.aggregation,
-            max_tokens=cfg.max_new_tokens * cfg.max_turns,
-        )
-        return Loss(
-            out.loss,
-            means={"policy_loss": out.policy_loss},
-            token_means={
-                "kl": out.kl,
-                "clip_fraction": out.clip_fraction,
-                "ratio_mean": out.ratio_mean,
-            },
-        )
+        return surrogate_loss(
+            micro, logprobs, beta=cfg.beta, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+            aggregation=cfg.aggregation, max_tokens=cfg.max_new_tokens * cfg.max_turns,
+        )  # fmt: skip
 
     def micro_weight(self, micro: MicroBatch) -> float:
         """By tokens under ``token-mean`` (every token weighs the same across micro-batches),
         else by episodes."""
-        if self.config.aggregation == "token-mean":
-            return float(micro.mask.sum()) / max(micro.minibatch_tokens, 1)
-        return len(micro.index) / micro.minibatch_episodes
+        return aggregation_weight(micro, self.config.aggregation)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from agents.algorithms.base import Algorithm, Loss, Scores, algo_option, episode_returns
+from agents.algorithms.group import SurrogateConfig
 from agents.algorithms.grpo import group_advantages, k3_kl
-from agents.algorithms.rloo import clip_problems
-from agents.training.config import TrainConfig, option
+from agents.training.config import option
 
 if TYPE_CHECKING:
     from agents.rollout import Trajectory
@@ -84,16 +84,13 @@ def gspo_loss(
 
 
 @dataclass
-class GSPOConfig(TrainConfig):
-    """A GSPO run: the shared config plus the sequence clip ranges (the paper's defaults)."""
+class GSPOConfig(SurrogateConfig):
+    """A GSPO run: the shared config and the surrogate's options, with the sequence ratio's
+    clip ranges (the paper's defaults; β = 0: no reference)."""
 
     algo: str = algo_option("gspo")
-    beta: float = option(0.0, "weight of the k3 KL to the reference model (0: no reference)")
     clip_low: float = option(3e-4, "clip range of the sequence ratio below 1 (paper: 3e-4)")
     clip_high: float = option(4e-4, "clip range of the sequence ratio above 1 (paper: 4e-4)")
-
-    def _problems(self) -> list[str]:
-        return super()._problems() + clip_problems(self.beta, self.clip_low, self.clip_high)
 
 
 class GSPO(Algorithm):

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from agents.algorithms.base import Algorithm, Loss, Scores, TrainedModel, algo_option
+from agents.algorithms.group import aggregation_weight, clip_problems
 from agents.algorithms.grpo import policy_loss
-from agents.algorithms.rloo import clip_problems, token_weight
 from agents.training.batch import micro_batches, pad, token_batch
 from agents.training.config import TrainConfig, option
 
@@ -237,7 +237,9 @@ class PPOConfig(TrainConfig):
     critic_max_grad_norm: float = option(1.0, "clip the critic's gradient norm (0: none)")
 
     def _problems(self) -> list[str]:
-        p = super()._problems() + clip_problems(self.kl_coef, self.clip_low, self.clip_high)
+        p = super()._problems() + clip_problems(self.clip_low, self.clip_high)
+        if self.kl_coef < 0:
+            p.append(f"kl_coef must be >= 0 (0 turns the reward KL off), got {self.kl_coef}")
         if not 0 < self.gamma <= 1:
             p.append(f"gamma must be in (0, 1], got {self.gamma}")
         if not 0 <= self.lam <= 1:
@@ -407,4 +409,4 @@ class PPO(Algorithm):
         )
 
     def micro_weight(self, micro: MicroBatch) -> float:
-        return token_weight(micro)
+        return aggregation_weight(micro, "token-mean")

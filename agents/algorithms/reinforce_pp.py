@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from agents.algorithms.base import Algorithm, Loss, Scores, algo_option
+from agents.algorithms.group import SurrogateConfig, aggregation_weight
+from agents.algorithms.grpo import surrogate_loss
 from agents.algorithms.ppo import discounted_returns, masked_whiten, turn_end_rewards
-from agents.algorithms.rloo import clip_problems, surrogate_loss, token_weight
 from agents.training.batch import pad
-from agents.training.config import TrainConfig, option
+from agents.training.config import option
 
 if TYPE_CHECKING:
     from agents.rollout import Trajectory
@@ -73,8 +74,9 @@ def reinforce_pp_advantages(
 
 
 @dataclass
-class ReinforcePPConfig(TrainConfig):
-    """A REINFORCE++ run: the shared config plus its options."""
+class ReinforcePPConfig(SurrogateConfig):
+    """A REINFORCE++ run: the shared config, the surrogate's clip range and its options (its
+    β weighs a KL in the reward, not in the loss)."""
 
     algo: str = algo_option("reinforce_pp")
     beta: float = option(0.01, "weight of the per-token KL penalty in the reward (0: none)")
@@ -88,11 +90,9 @@ class ReinforcePPConfig(TrainConfig):
         "group's mean return subtracted first)",
         choices=BASELINES,
     )
-    clip_low: float = option(0.2, "PPO clip range below 1 (active only with several updates)")
-    clip_high: float | None = option(None, "PPO clip range above 1 (None: same as clip_low)")
 
     def _problems(self) -> list[str]:
-        p = super()._problems() + clip_problems(self.beta, self.clip_low, self.clip_high)
+        p = super()._problems()
         if not 0 < self.gamma <= 1:
             p.append(f"gamma must be in (0, 1], got {self.gamma}")
         return p
@@ -137,9 +137,9 @@ class ReinforcePP(Algorithm):
         cfg = self.config
         # the KL is in the reward: no KL term in the loss (beta=0 here), but still logged
         return surrogate_loss(
-            self, micro, logprobs, beta=0.0, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+            micro, logprobs, beta=0.0, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
             aggregation="token-mean",
         )  # fmt: skip
 
     def micro_weight(self, micro: MicroBatch) -> float:
-        return token_weight(micro)
+        return aggregation_weight(micro, "token-mean")
