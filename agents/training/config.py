@@ -8,10 +8,11 @@ algorithm's keys live in the algorithm's file. ``algo`` names the algorithm;
 :meth:`TrainConfig.from_dict` builds the right class from it.
 
 Every field carries its help text and, where it has a fixed set of values, its choices
-(:func:`field_choices`); validation lists every problem at once, each with its fix. The smaller
-configs other modules take (:class:`agents.rollout.RolloutConfig`, :class:`agents.policy.
-LoraSettings`, :class:`agents.images.ImageBudget`) are *derived* from a TrainConfig by field
-name (:func:`derive`), never copied field by field.
+(:func:`field_choices`); validation (:mod:`agents.training.validation`) lists every problem at
+once, each with its fix. The smaller configs other modules take
+(:class:`agents.rollout.RolloutConfig`, :class:`agents.policy.LoraSettings`,
+:class:`agents.images.ImageBudget`) are *derived* from a TrainConfig by field name
+(:func:`derive`), never copied field by field.
 """
 
 from __future__ import annotations
@@ -277,103 +278,12 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
 
     def _problems(self) -> list[str]:
-        """Every problem of this config, each with its fix. An algorithm's section extends
-        this list (``super()._problems() + ...``)."""
-        p: list[str] = []
+        """Every problem of this config, each with its fix (:mod:`agents.training.validation`).
+        An algorithm's section extends this list (``super()._problems() + ...``; its own
+        bounds through :func:`~agents.training.validation.bound_problems`)."""
+        from agents.training.validation import config_problems
 
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                p.append(message)
-
-        for f in fields(self):
-            allowed = field_choices(type(self), f.name)
-            value = getattr(self, f.name)
-            if allowed is not None and value not in allowed:
-                p.append(
-                    f"{f.name} must be one of {', '.join(allowed)}, got {value!r}"
-                    + f.metadata.get("hint", "")
-                )
-        if self.algo in algorithm_names():
-            expected = algorithm_class(self.algo).config_class
-            need(
-                type(self) is TrainConfig or isinstance(self, expected),
-                f"algo {self.algo!r} takes a {expected.__name__}, not a {type(self).__name__}; "
-                "build the config with TrainConfig.from_dict (it picks the class from algo)",
-            )
-        need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        need(
-            self.group_size >= 2,
-            f"group_size must be >= 2 (GRPO compares the episodes of a group; the paper uses "
-            f"8), got {self.group_size}",
-        )
-        need(self.groups_per_step >= 1, f"groups_per_step must be >= 1, got {self.groups_per_step}")
-        need(self.inner_epochs >= 1, f"inner_epochs must be >= 1, got {self.inner_epochs}")
-        episodes = self.group_size * self.groups_per_step
-        need(
-            self.num_minibatches >= 1 and episodes % max(self.num_minibatches, 1) == 0,
-            f"num_minibatches ({self.num_minibatches}) must divide the {episodes} episodes of a "
-            "step (group_size × groups_per_step)",
-        )
-        per_minibatch = episodes // max(self.num_minibatches, 1)
-        need(
-            self.gradient_accumulation_steps >= 1
-            and per_minibatch % max(self.gradient_accumulation_steps, 1) == 0,
-            f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) must divide the "
-            f"{per_minibatch} episodes of a minibatch",
-        )
-        need(
-            self.temperature > 0,
-            f"temperature must be > 0 for RL (greedy decoding makes every member of a group "
-            f"the same, so no advantage); got {self.temperature}",
-        )
-        need(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
-        need(self.max_turns >= 1, f"max_turns must be >= 1, got {self.max_turns}")
-        need(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        need(
-            self.max_context_tokens is None or self.max_context_tokens > self.max_new_tokens,
-            "max_context_tokens must exceed max_new_tokens (or be None)",
-        )
-        need(self.max_image_tokens >= 1, "max_image_tokens must be >= 1")
-        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        need(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
-        need(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
-        need(self.lora_alpha >= 1, f"lora_alpha must be >= 1, got {self.lora_alpha}")
-        need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        need(self.num_envs is None or self.num_envs >= 1, "num_envs must be >= 1 or None")
-        need(self.sft_steps >= 0, f"sft_steps must be >= 0, got {self.sft_steps}")
-        need(self.sft_learning_rate > 0, "sft_learning_rate must be > 0")
-        need(self.sft_batch_size >= 1, "sft_batch_size must be >= 1")
-        need(
-            self.sft_micro_batch_size is None or self.sft_micro_batch_size >= 1,
-            f"sft_micro_batch_size must be >= 1 or None, got {self.sft_micro_batch_size}",
-        )
-        need(self.sft_episodes >= 1, "sft_episodes must be >= 1")
-        need(self.save_every >= 0, f"save_every must be >= 0, got {self.save_every}")
-        need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
-        need(self.sample_every >= 0, "sample_every must be >= 0")
-        need(0 <= self.tool_collapse_fraction < 1, "tool_collapse_fraction must be in [0, 1)")
-        need(self.sample_episodes >= 1, "sample_episodes must be >= 1")
-        unknown = [r for r in self.report_to if r not in REPORTERS]
-        need(not unknown, f"report_to entries must be among {', '.join(REPORTERS)}, got {unknown}")
-        if "wandb" in self.report_to:
-            need(
-                importlib.util.find_spec("wandb") is not None,
-                "report_to includes 'wandb' but wandb is not installed: `pip install wandb` "
-                "(and `wandb login`), or leave wandb out of report_to",
-            )
-        need(isinstance(self.env_kwargs, dict), "env_kwargs must be a mapping")
-        model_problem = _model_problem(self.model)
-        if model_problem:
-            p.append(model_problem)
-        env_problem = _env_problem(self.env)
-        if env_problem:
-            p.append(env_problem)
-        from agents.training.enhancements import config_problems
-
-        p += config_problems(self)
-        return p
+        return config_problems(self)
 
     # ------------------------------------------------------------------ building
 
@@ -513,13 +423,7 @@ def derive(target: type[T], source: Any, prefix: str = "", **overrides: Any) -> 
     return target(**values)
 
 
-# ---------------------------------------------------------------------- env and model checks
-
-
-def _model_problem(model: str) -> str | None:
-    from agents.models.registry import model_problem
-
-    return model_problem(model)
+# ---------------------------------------------------------------------- env ids
 
 
 def env_name(env_id: str) -> str:
@@ -532,27 +436,6 @@ def env_name(env_id: str) -> str:
         importlib.import_module(module)
         return name
     return env_id
-
-
-def _env_problem(env_id: str) -> str | None:
-    import gymnasium as gym
-
-    try:
-        name = env_name(env_id)
-    except ImportError as err:
-        return f"env {env_id!r}: cannot import its module ({err})"
-    try:
-        gym.spec(name)
-    except Exception as err:  # gymnasium raises several error types for unknown ids
-        ids = sorted(gym.registry)
-        close = difflib.get_close_matches(env_id, ids, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        ours = ", ".join(sorted(importlib.import_module("arft_envs").ENV_SPECS))
-        return (
-            f"env {env_id!r} is not registered ({type(err).__name__}).{hint} arft ids: {ours}; "
-            "a third-party env can be named as 'module:Env-v0'"
-        )
-    return None
 
 
 # ---------------------------------------------------------------------- types
