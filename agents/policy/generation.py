@@ -9,7 +9,8 @@ penalty, top-k, …) are never applied, since they would change that distributio
 A batch is sampled by :func:`decode_loop`, this module's own token-by-token loop over the
 model's KV cache: what ``model.generate`` computes with the same settings, without its
 per-step machinery (about half the time of a step of a small model, where that machinery is
-most of the cost). :func:`hf_generate`, the same turn through ``model.generate`` with a logits
+most of the cost), and for a Llama/Qwen-style decoder without the decoder's own per-call
+machinery either (:class:`LeanDecoder`: a third of the loop's time again at the tiny size). :func:`hf_generate`, the same turn through ``model.generate`` with a logits
 processor recording the log-probs, samples for a model the loop does not drive, and is the
 loop's reference in the tests.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -117,7 +119,9 @@ def decode_loop(
 
     - after the prefill, each step runs the model's decoder and output layer on the newest
       token only (the model's own forward where its logits are not the output layer's,
-      :func:`~agents.models.logprobs.head_gives_logits`);
+      :func:`~agents.models.logprobs.head_gives_logits`); from the second step on, a
+      decoder :class:`LeanDecoder` recognises (and checked on the first step) runs through
+      it instead, under ``torch.inference_mode``;
     - a row's stop strings are checked only when its newest token can complete one
       (:func:`stop_finals`), on its last ``window`` tokens, and its end is recorded as it
       happens (no second pass, :func:`cut`); one host sync per step (the new ids);
@@ -173,6 +177,10 @@ def decode_loop(
             step_decoder = decoder, head, dec_cache
     out = None  # the prefill's outputs are no longer needed
     captured.clear()
+    lean = None
+    if step_decoder is not None and max_new_tokens > 1:
+        lean = LeanDecoder.build(step_decoder[0], step_decoder[1], cache, mask, positions,
+                                 max_new_tokens - 1)  # fmt: skip
 
     suppress = None
     if policy._suppressed:
@@ -217,6 +225,10 @@ def decode_loop(
             running[finished] = False
         if not live or t + 1 == max_new_tokens:
             break
+        if lean is not None and lean.checked:
+            with torch.inference_mode():
+                logits = lean(new)
+            continue
         mask = torch.cat([mask, mask.new_ones((size, 1))], dim=-1)
         positions = positions[..., -1:] + 1
         step = {"attention_mask": mask, "position_ids": positions, "use_cache": True}
@@ -224,6 +236,8 @@ def decode_loop(
             decoder, head, dec_cache = step_decoder
             hidden = decoder(input_ids=new[:, None], **step, **{dec_cache: cache})
             logits = head(hidden.last_hidden_state[:, -1]).float()
+            if lean is not None:  # the first step: the lean one must give the same logits
+                lean = lean if lean.check(new, logits) else None
         else:
             out = model(input_ids=new[:, None], **step, **{cache_name: cache}, **keep)
             logits = out.logits[:, -1].float()
@@ -232,6 +246,185 @@ def decode_loop(
     # A finished row was fed pads after its end; they are its ids from there on, as in generate.
     full = [r + [policy.pad_token_id] * (length - len(r)) for r in rows]
     return full, logprobs, [e if e is not None else (length, "length") for e in ends]
+
+
+class LeanDecoder:
+    """The decode step of a Llama/Qwen-style decoder (Qwen2, Qwen2.5-VL's text model, Qwen3,
+    Llama, …) without the model's forward: the embedding, each layer's own norms,
+    projections and MLP modules, rope and attention written out, the final norm and the
+    output layer — what the decoder computes for one new token, with the per-call machinery
+    that dominates a small model's step (output capture, mask building, rope per step, a
+    cache object that concatenates) left out:
+
+    - the keys and values live in preallocated buffers, written in place (grown by
+      ``BLOCK`` positions when full), copied once from the prefill's cache;
+    - the rope cosines and sines of every step are computed once, by the decoder's own
+      rotary module on the positions generate would pass;
+    - the attention mask is the prompt's padding mask, built once and sliced (none when no
+      row is padded, as transformers' own sdpa mask is then none).
+
+    :meth:`build` returns None for a decoder it does not recognise (another attention
+    implementation, sliding-window layers, a rope that depends on the length). For one it
+    does, :meth:`check` compares its first step with the decoder's own forward on the same
+    token (once per decoder, remembered): a model whose layers compute something else (a
+    different rope, extra norms) keeps the decoder's forward. Modules are called, not their
+    weights read, so LoRA adapters (on or off) apply as in the model.
+    """
+
+    BLOCK = 256
+
+    def __init__(self, decoder, head, keys, values, mask, cos, sin, length):
+        self.decoder, self.head = decoder, head
+        self.keys, self.values = keys, values  # per layer (B, kv_heads, capacity, head_dim)
+        self.mask = mask  # (B, 1, 1, prompt + steps) bool, or None
+        self.cos, self.sin = cos, sin  # (B, 1, steps, head_dim)
+        self.length = length  # positions filled in the buffers
+        self.step = 0
+        self.checked = _LEAN_OK.get(decoder) is True
+
+    @classmethod
+    def build(cls, decoder, head, cache, mask, positions, steps: int) -> LeanDecoder | None:
+        """The lean step for ``steps`` decode calls after a prefill that left ``cache``
+        (transformers' cache), the prompt's ``mask`` (B, P) and its ``positions`` (as the
+        model's ``_prepare_position_ids_for_generation`` gave them); None if not possible."""
+        if _LEAN_OK.get(decoder) is False or not _lean_structure(decoder):
+            return None
+        layers = getattr(cache, "layers", None)
+        if layers is None or len(layers) != len(decoder.layers):
+            return None
+        first = getattr(layers[0], "keys", None)
+        if not isinstance(first, torch.Tensor) or first.dim() != 4:
+            return None
+        size, length = mask.shape
+        capacity = length + min(steps, cls.BLOCK)
+        keys, values = [], []
+        for layer in layers:
+            k, v = layer.keys, layer.values
+            if k.shape[:1] + k.shape[2:3] != (size, length):
+                return None
+            keys.append(_grown(k, capacity))
+            values.append(_grown(v, capacity))
+        last = positions[..., -1:]
+        ahead = last + torch.arange(1, steps + 1, device=last.device)  # (..., B, steps)
+        if ahead.dim() == 3 and ahead.shape[0] == 4:  # Qwen-VL: text positions come first
+            ahead = ahead[1:]
+        sample = decoder.embed_tokens.weight[:1][None]  # the rope's dtype and device
+        cos, sin = decoder.rotary_emb(sample, ahead)  # (B, steps, head_dim)
+        padding = None
+        if not bool(mask.all()):
+            full = torch.cat([mask, mask.new_ones((size, steps))], dim=-1).bool()
+            padding = full[:, None, None, :]
+        return cls(decoder, head, keys, values, padding, cos[:, None], sin[:, None], length)
+
+    def __call__(self, new: torch.Tensor) -> torch.Tensor:
+        """The logits (B, V) float32 after the tokens ``new`` (B,)."""
+        decoder, t, n = self.decoder, self.step, self.length
+        self._reserve(n + 1)
+        cos, sin = self.cos[:, :, t : t + 1], self.sin[:, :, t : t + 1]  # (B, 1, 1, d)
+        mask = None if self.mask is None else self.mask[..., : n + 1]
+        hidden = decoder.embed_tokens(new[:, None])  # (B, 1, H)
+        size = hidden.shape[0]
+        for i, layer in enumerate(decoder.layers):
+            attn = layer.self_attn
+            x = layer.input_layernorm(hidden)
+            q = _heads(attn, "q", x, size)  # (B, heads, 1, d)
+            k = _heads(attn, "k", x, size)  # (B, kv_heads, 1, d)
+            v = attn.v_proj(x).view(size, 1, -1, attn.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.keys[i][:, :, n] = k[:, :, 0]
+            self.values[i][:, :, n] = v[:, :, 0]
+            out = _attend(attn, q, self.keys[i][:, :, : n + 1], self.values[i][:, :, : n + 1], mask)
+            hidden = hidden + attn.o_proj(out)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        self.step, self.length = t + 1, n + 1
+        return self.head(decoder.norm(hidden)[:, -1]).float()
+
+    def check(self, new: torch.Tensor, logits: torch.Tensor) -> bool:
+        """Run the first step and compare it with ``logits`` (B, V), the decoder's own forward
+        on ``new``, within a few rounding errors of the model's dtype; remember the verdict
+        for the decoder. True: use this step from now on."""
+        with torch.no_grad():
+            mine = self(new)
+        eps = torch.finfo(self.head.weight.dtype).eps
+        scale = 1.0 + float(logits.abs().max())
+        self.checked = bool(torch.allclose(mine, logits, rtol=0, atol=64 * eps * scale))
+        _LEAN_OK[self.decoder] = self.checked
+        return self.checked
+
+    def _reserve(self, n: int) -> None:
+        capacity = self.keys[0].shape[2]
+        if n <= capacity:
+            return
+        capacity = min(capacity + self.BLOCK, self.length + self.cos.shape[2] - self.step)
+        self.keys = [_grown(k[:, :, : self.length], capacity) for k in self.keys]
+        self.values = [_grown(v[:, :, : self.length], capacity) for v in self.values]
+
+
+# decoder -> whether LeanDecoder's step gives the decoder's own logits
+_LEAN_OK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _lean_structure(decoder: Any) -> bool:
+    """Whether ``decoder`` has the parts :class:`LeanDecoder` calls, with sdpa attention over
+    every position and a rope that does not depend on the sequence length."""
+    config = getattr(decoder, "config", None)
+    rotary = getattr(decoder, "rotary_emb", None)
+    if config is None or rotary is None or getattr(config, "_attn_implementation", "") != "sdpa":
+        return False
+    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+        return False
+    if getattr(rotary, "rope_type", "default") in ("dynamic", "longrope"):
+        return False
+    if not all(hasattr(decoder, n) for n in ("embed_tokens", "layers", "norm")):
+        return False
+    for layer in decoder.layers:
+        attn = getattr(layer, "self_attn", None)
+        parts = ("input_layernorm", "post_attention_layernorm", "mlp")
+        if attn is None or not all(hasattr(layer, n) for n in parts):
+            return False
+        needed = ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")
+        if not all(hasattr(attn, n) for n in needed):
+            return False
+        if getattr(attn, "sliding_window", None) is not None:
+            return False
+    return True
+
+
+def _grown(buffer: torch.Tensor, capacity: int) -> torch.Tensor:
+    """``buffer`` (B, heads, n, d) copied to the front of a (B, heads, capacity, d) one."""
+    out = buffer.new_empty((*buffer.shape[:2], capacity, buffer.shape[3]))
+    out[:, :, : buffer.shape[2]] = buffer
+    return out
+
+
+def _heads(attn: Any, which: str, x: torch.Tensor, size: int) -> torch.Tensor:
+    """The query or key heads (B, heads, 1, d) of ``x`` (B, 1, H), through the attention's
+    own per-head norm where it has one (Qwen3's ``q_norm``, ``k_norm``)."""
+    states = getattr(attn, f"{which}_proj")(x).view(size, 1, -1, attn.head_dim)
+    norm = getattr(attn, f"{which}_norm", None)
+    return (states if norm is None else norm(states)).transpose(1, 2)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _attend(attn, q, keys, values, mask) -> torch.Tensor:
+    """Attention of one new query per row over the cached ``keys``/``values`` (B, kv_heads,
+    n, d), as transformers' sdpa attention computes it; returns (B, 1, heads · d)."""
+    size, heads, _, dim = q.shape
+    groups = heads // keys.shape[1]
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    if groups == 1:
+        out = sdpa(q, keys, values, attn_mask=mask, scale=attn.scaling)
+    elif mask is None:
+        out = sdpa(q, keys, values, scale=attn.scaling, enable_gqa=True)
+    else:  # the query heads of a key head as its rows (transformers' pack_gqa)
+        packed = q.reshape(size, heads // groups, groups, dim)
+        out = sdpa(packed, keys, values, attn_mask=mask, scale=attn.scaling)
+    return out.reshape(size, heads, 1, dim).transpose(1, 2).reshape(size, 1, heads * dim)
 
 
 def sample_tokens(probs: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.models.logprobs import output_head
 from agents.policy import ACTION_STOP_STRINGS, LoraSettings, ModelInput, Policy
 from agents.policy import generation as G
 
@@ -120,6 +121,7 @@ def test_text_only_causal_lm_greedy_equals_generate(text_lm_checkpoint):
     assert G.loop_driver(policy.model) is not None
     inputs = [prompt(policy, "a"), prompt(policy, "a much longer question with more words")]
     assert_same(*both(policy, inputs, max_new=16))
+    assert G._LEAN_OK.get(output_head(policy.model)[0]) is True  # Qwen2: the lean step
 
 
 def test_lora_policy_greedy_equals_generate():
@@ -132,6 +134,7 @@ def test_lora_policy_greedy_equals_generate():
     inputs = [prompt(policy, "lora"), prompt(policy, "with an image", [(28, 56)])]
     fast, reference = both(policy, inputs, max_new=16)
     assert_same(fast, reference)
+    assert G._LEAN_OK.get(output_head(policy.model)[0]) is True  # it calls the adapters
     with policy.model.disable_adapter():
         plain, _ = both(policy, inputs, max_new=16)
     assert plain[0] != fast[0]  # the adapters changed what was generated
@@ -203,3 +206,38 @@ def test_scoring_a_separate_network_uses_its_own_hidden_states(tiny_policy):
     torch.testing.assert_close(got[:, 1:], expected, atol=1e-5, rtol=0)
     assert _HEAD_OK.get(reference) is True  # the chunked path ran on the reference
     assert _HEAD_OK.get(tiny_policy.model) is not False
+
+
+def test_the_lean_step_runs_for_the_tiny_model_and_gives_generate_s_turns(tiny_policy, mixed):
+    """The decode steps after the first go through :class:`LeanDecoder` (checked against the
+    decoder's own forward on the first), and the turns are still generate's."""
+    decoder = output_head(tiny_policy.model)[0]
+    G._LEAN_OK.pop(decoder, None)
+    fast, reference = both(tiny_policy, mixed, max_new=24)
+    assert G._LEAN_OK.get(decoder) is True
+    assert_same(fast, reference)
+
+
+def test_the_lean_step_grows_its_buffers(tiny_policy, mixed, monkeypatch):
+    monkeypatch.setattr(G.LeanDecoder, "BLOCK", 3)  # many growths within 20 steps
+    fast, reference = both(tiny_policy, mixed * 2, max_new=20)
+    assert_same(fast, reference)
+
+
+def test_a_decoder_whose_layers_compute_something_else_keeps_its_own_forward(monkeypatch):
+    """A model whose attention is not the one LeanDecoder writes out (here: its output
+    scaled) fails the first-step check and is decoded by its own forward, still exactly."""
+    policy = Policy.from_pretrained("tiny", device="cpu")
+    decoder = output_head(policy.model)[0]
+    attention = decoder.layers[0].self_attn
+    plain = attention.forward
+
+    def scaled(*args, **kwargs):
+        out, weights = plain(*args, **kwargs)
+        return 1.5 * out, weights
+
+    monkeypatch.setattr(attention, "forward", scaled)
+    inputs = [prompt(policy, "short"), prompt(policy, "a longer one, with an image", [(28, 28)])]
+    fast, reference = both(policy, inputs, max_new=16)
+    assert G._LEAN_OK.get(decoder) is False
+    assert_same(fast, reference)
