@@ -76,9 +76,10 @@ async def rollout(env_id: str, seed: int, env_kwargs: dict, url: str, model: str
     async with env.serving():
         (slot,) = env.slots(next(iter(env.taskset)))
         episode = await env.run_slot(slot, ctx)
-    if not episode.ok:
-        raise SystemExit(f"the verifiers episode failed: {episode.errors}")
     (trace,) = episode.traces
+    if not episode.ok:
+        errors = [f"{e.type}: {e.message}" for e in [*episode.errors, *trace.errors]]
+        raise SystemExit(f"the verifiers episode failed: {'; '.join(errors)}")
     return trace
 
 
@@ -95,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     env_kwargs = {"action_format": args.action_format}
+    try:
+        gym.spec(args.env)
+    except gym.error.Error as err:
+        raise SystemExit(f"--env: {err}") from None
     if args.url:
         server = contextlib.nullcontext(args.url)
     else:
