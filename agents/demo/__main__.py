@@ -105,8 +105,8 @@ def load_config(path: str | Path = CONFIG) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: the demo reads its training settings from configs/easy_coding_tiny.yaml "
-            "of the arft source tree; run it from a checkout (pip install -e .)"
+            f"{path}: the demo reads its training settings from configs/{path.name} of the "
+            "arft source tree; run it from a checkout (pip install -e .)"
         )
     values = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(values, dict):

@@ -123,7 +123,14 @@ def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path):
     assert seed["seed"] == 0 and list(seed["heldout"]) == ["untrained", "sft", "grpo"]
     for phase in seed["heldout"].values():
         for mode in ("sampled", "greedy"):
-            assert set(phase[mode]) == {"f1", "em", "well_formed", "two_searches", "mean_return"}
+            assert set(phase[mode]) == {
+                "f1",
+                "em",
+                "well_formed",
+                "two_searches",
+                "two_search_f1",
+                "mean_return",
+            }
             assert 0.0 <= phase[mode]["f1"] <= 1.0
     assert seed["episodes_per_eval"] == {"sampled": 1, "greedy": 1}
     assert seed["grpo_minus_sft"]["greedy"]["tasks"] == 1
