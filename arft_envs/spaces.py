@@ -67,16 +67,12 @@ class Utf8Text(Space[str]):
         )
 
 
-class AssistantTurn(Space):
-    """A ``tool_calls`` action (:mod:`arft_envs.tool_calls`): either text of at most
-    ``max_length`` characters (a Qwen/Hermes turn with ``<tool_call>`` blocks) or an assistant
-    message ``{"role": "assistant", "content": str, "tool_calls": [{"type": "function",
-    "function": {"name": str, "arguments": dict | str}}, ...]}``."""
+class _Composite(Space):
+    """A space made of sub-spaces (the attributes named in ``_parts``, which ``__init__`` sets
+    before ``super().__init__``): not a numpy array, and seeded as a whole, each part from the
+    space's own generator in turn, so that one seed fixes every sample."""
 
-    def __init__(self, max_length: int = 16384, seed: int | None = None):
-        self.max_length = int(max_length)
-        self.text = Utf8Text(max_length)
-        super().__init__(dtype=None, seed=seed)
+    _parts: tuple[str, ...] = ()
 
     @property
     def is_np_flattenable(self) -> bool:
@@ -84,8 +80,23 @@ class AssistantTurn(Space):
 
     def seed(self, seed: int | None = None) -> int | list[int]:
         seeds = super().seed(seed)
-        self.text.seed(int(self.np_random.integers(2**31)))
+        for name in self._parts:
+            getattr(self, name).seed(int(self.np_random.integers(2**31)))
         return seeds
+
+
+class AssistantTurn(_Composite):
+    """A ``tool_calls`` action (:mod:`arft_envs.tool_calls`): either text of at most
+    ``max_length`` characters (a Qwen/Hermes turn with ``<tool_call>`` blocks) or an assistant
+    message ``{"role": "assistant", "content": str, "tool_calls": [{"type": "function",
+    "function": {"name": str, "arguments": dict | str}}, ...]}``."""
+
+    _parts = ("text",)
+
+    def __init__(self, max_length: int = 16384, seed: int | None = None):
+        self.max_length = int(max_length)
+        self.text = Utf8Text(max_length)
+        super().__init__(dtype=None, seed=seed)
 
     def sample(self, mask: Any = None, probability: Any = None) -> dict | str:
         """A random turn: a message with a random call, or raw text, half the time each."""
@@ -174,7 +185,7 @@ def message(role: str, *parts: dict[str, Any]) -> dict[str, Any]:
     return {"role": role, "content": tuple(parts)}
 
 
-class Conversation(Space[dict]):
+class Conversation(_Composite):
     """The chat so far: ``{"messages": (message, ...), "images": (uint8 array, ...)}``.
 
     A message is ``{"role": one of ROLES, "content": (part, ...)}`` and a part is
@@ -184,6 +195,8 @@ class Conversation(Space[dict]):
     "arguments": dict}}`` (the transformers chat convention, so a chat template renders it),
     and a tool message ``"name"``: the function that answered.
     """
+
+    _parts = ("text", "image")
 
     def __init__(
         self,
@@ -198,16 +211,6 @@ class Conversation(Space[dict]):
         self.text = Utf8Text(max_text_length)
         self.image = Image(max_image_side)
         super().__init__(dtype=None, seed=seed)
-
-    @property
-    def is_np_flattenable(self) -> bool:
-        return False
-
-    def seed(self, seed: int | None = None) -> int | list[int]:
-        seeds = super().seed(seed)
-        self.text.seed(int(self.np_random.integers(2**31)))
-        self.image.seed(int(self.np_random.integers(2**31)))
-        return seeds
 
     def sample(self, mask: Any = None, probability: Any = None) -> dict:
         images = tuple(self.image.sample() for _ in range(int(self.np_random.integers(0, 3))))
