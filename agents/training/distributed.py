@@ -1,9 +1,21 @@
 """Accelerate for a run: the ``Accelerator`` a config asks for, the adapters-only save hook
-under LoRA, and the full weights for generation under FSDP / ZeRO-3."""
+under LoRA, and the full weights for generation under FSDP / ZeRO-3.
+
+**Mixed precision stays inside the run.** Under bf16/fp16, accelerate's ``prepare`` replaces
+the model's ``forward`` with one that always autocasts (and casts the outputs to float32), and
+nothing undoes it: a model evaluated after training (``arft eval`` in the same process, the
+demo's held-out measures) kept running in bf16 whatever its caller asked. The run's
+accelerator (:func:`make_accelerator`) therefore prepares models without that patch. Nothing
+of the run loses autocast by it: every forward of a run already sits inside
+``accelerator.autocast()`` (the rollout, the reference and old log-probs, the update, the SFT
+warm start, the PPO critic), and every reader of the outputs takes float32 of the logits
+(or values) before its ``log_softmax`` or loss.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -37,8 +49,9 @@ def make_accelerator(config: TrainConfig):
     (``auto``: bf16 autocast on a GPU or a CPU that has fast bf16), gradients
     accumulated over ``gradient_accumulation_steps`` micro-batches, the scheduler stepped once
     per optimizer update whatever the number of processes, and DDP told that some parameters
-    (the vision tower on text-only batches) may get no gradient."""
-    from accelerate import Accelerator
+    (the vision tower on text-only batches) may get no gradient. Its ``prepare`` leaves the
+    models' ``forward`` as it is (see the module docstring): autocast is
+    ``accelerator.autocast()``'s, and ends with the run."""
     from accelerate.utils import DistributedDataParallelKwargs
 
     mixed = resolve_mixed_precision(config.mixed_precision)
@@ -61,13 +74,31 @@ def make_accelerator(config: TrainConfig):
             f"--multi_gpu --num_processes N -m agents.cli train ...`."
         )
     _release_other_precision(mixed)
-    return Accelerator(
+    return _run_accelerator_class()(
         cpu=cpu,
         mixed_precision=mixed,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         step_scheduler_with_optimizer=False,
         kwargs_handlers=[ddp],
     )
+
+
+@functools.cache
+def _run_accelerator_class() -> type:
+    """``Accelerator`` whose ``prepare`` does not wrap a model's ``forward`` in autocast."""
+    from accelerate import Accelerator
+
+    class RunAccelerator(Accelerator):
+        def prepare_model(self, model, device_placement=None, evaluation_mode=False):
+            # accelerate patches forward exactly when native_amp is set; autocast() itself
+            # reads native_amp too, so it is lowered only for the duration of this call.
+            native, self.native_amp = self.native_amp, False
+            try:
+                return super().prepare_model(model, device_placement, evaluation_mode)
+            finally:
+                self.native_amp = native
+
+    return RunAccelerator
 
 
 def _release_other_precision(mixed: str) -> None:

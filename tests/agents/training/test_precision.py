@@ -51,3 +51,44 @@ def test_the_demo_trains_in_float32_even_where_bf16_is_fast(monkeypatch, cpu_onl
     config = DemoSettings().train_config()
     assert config.mixed_precision == "no"
     assert resolve_mixed_precision(config.mixed_precision) == "no"
+
+
+def test_bf16_autocast_ends_with_the_run(tiny_policy, tmp_path, cpu_only):
+    """A bf16 run autocasts its forwards, and leaves the model's own forward alone: after
+    ``finish()`` the trained model computes in float32, exactly as a fresh model holding the
+    same weights, and accelerate's patched forward is gone."""
+    from accelerate_train import fresh, small_config
+
+    from agents.training import Trainer
+
+    trainer = Trainer(
+        small_config(tmp_path, 1, save_every=0, mixed_precision="bf16"), policy=fresh(tiny_policy)
+    )
+    model = trainer.policy.model
+    seen: list[torch.dtype] = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, out: seen.append(out.dtype)
+    )
+    trainer.train()  # setup, one GRPO step, finish
+    assert torch.bfloat16 in seen  # the run's forwards were autocast
+    seen.clear()
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    hook.remove()
+    assert seen == [torch.float32] and "_original_forward" not in vars(model)
+    twin = type(model)(model.config)
+    twin.load_state_dict(model.state_dict())
+    twin.eval()
+    with torch.no_grad():
+        assert torch.equal(logits, twin(input_ids=ids).logits)
+
+
+def test_a_prepared_model_keeps_its_forward(cpu_only):
+    accelerator = make_accelerator(TrainConfig(mixed_precision="bf16"))
+    layer = torch.nn.Linear(4, 4)
+    prepared = accelerator.prepare(layer)
+    assert "forward" not in vars(prepared)
+    assert prepared(torch.ones(1, 4)).dtype == torch.float32
+    with accelerator.autocast():
+        assert prepared(torch.ones(1, 4)).dtype == torch.bfloat16
