@@ -103,6 +103,33 @@ def test_no_full_logits_tensor_exists(monkeypatch):
     assert sum(sizes) == 2 * 100  # every position once in forward, once in backward
 
 
+@pytest.mark.parametrize("entropy_gradient", [False, True])
+def test_one_chunk_is_computed_once_and_kept_for_backward(monkeypatch, entropy_gradient):
+    """When every position fits in one chunk, backward reuses the forward's probabilities
+    instead of recomputing the logits; values and gradients are still the full ones."""
+    import agents.models.logprobs as mod
+
+    calls = []
+    original = mod._logits
+
+    def spy(h, w, b, t):
+        calls.append(h.shape[0])
+        return original(h, w, b, t)
+
+    monkeypatch.setattr(mod, "_logits", spy)
+    h, w, b, t, coef, coef_ent = _problem(8, shape=(3, 9), vocab=41, bias=True)
+    coef_ent = coef_ent if entropy_gradient else torch.zeros_like(coef_ent)
+    logp, ent = chunked_logprobs(h, w, t, bias=b, temperature=0.8, return_entropy=True)
+    loss = (logp * coef).sum() + ((ent * coef_ent).sum() if entropy_gradient else 0)
+    grads = torch.autograd.grad(loss, [h, w, b])
+    assert calls == [27]  # forward only
+    ref, ref_ent = full_logprobs(h, w, t, bias=b, temperature=0.8, return_entropy=True)
+    ref_loss = (ref * coef).sum() + (ref_ent * coef_ent).sum()
+    for g, g_ref in zip(grads, torch.autograd.grad(ref_loss, [h, w, b]), strict=True):
+        torch.testing.assert_close(g, g_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logp, ref, atol=1e-5, rtol=0)
+
+
 def test_empty_and_bad_inputs():
     h = torch.zeros(2, 0, 4, requires_grad=True)
     logp, ent = chunked_logprobs(
