@@ -2,13 +2,15 @@
 
 verifiers 0.4 splits an environment into a *taskset* (rows and their rewards), a *harness*
 (the program that calls the model) and an ``Env`` (how one task becomes one episode). This
-module is all three, so its dotted name is the taskset id ``vf.load_environment`` takes::
+module is all three, one plug-in that verifiers loads by the id ``arft_verifiers``
+(:data:`TASKSET_ID`, which :func:`env_config` fills in)::
 
     import verifiers.v1 as vf
     from arft_envs.integrations.verifiers import env_config
 
     env = vf.load_environment(env_config("MATCoding-v0", seeds=[0]))
-    ctx = vf.ModelContext(model="tiny", client=vf.EvalClientConfig(base_url=URL + "/v1"))
+    client = vf.EvalClientConfig(base_url="http://127.0.0.1:8000/v1")  # OpenAI-compatible
+    ctx = vf.ModelContext(model="my-model", client=client)
     async with env.serving():
         (slot,) = env.slots(next(iter(env.taskset)))
         episode = await env.run_slot(slot, ctx)
@@ -39,8 +41,8 @@ comes back as a user message.
 OpenAI-compatible ``/v1/chat/completions`` endpoint on 127.0.0.1 (standard library only), for
 a local model or a scripted policy.
 
-``verifiers`` is imported when this module is imported, so ``import arft_envs`` stays light.
-Install it with ``pip install 'arft[verifiers]'``.
+Only this module imports ``verifiers`` (nothing in ``arft_envs`` imports it), so ``import
+arft_envs`` stays light. Install it with ``pip install 'arft[verifiers]'``.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "arft_envs.integrations.verifiers needs the verifiers package: pip install "
-        f"'arft[verifiers]' (verifiers 0.4). Import failed with: {err}"
+        f"'arft[verifiers]' (verifiers 0.4, Python 3.11+). Import failed with: {err}"
     ) from err
 
 import arft_envs  # noqa: F401  (registers the env ids)
@@ -87,6 +89,7 @@ __all__ = [
     "ArftTasksetConfig",
     "TASKSET_ID",
     "chat_server",
+    "decode_image_url",
     "env_config",
     "from_wire",
     "image_url",
