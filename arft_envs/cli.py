@@ -29,13 +29,7 @@ def add_env_commands(subparsers) -> None:
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", help="write the episodes as an HTML page here")
-    p.add_argument(
-        "--env-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword argument for gym.make (value parsed as JSON when possible)",
-    )
+    add_env_arg(p)
     p.set_defaults(func=cmd_play)
 
     p = subparsers.add_parser(
@@ -50,14 +44,20 @@ def add_env_commands(subparsers) -> None:
         action="store_true",
         help="put the scripted expert's next turn in each observation (demos and tests only)",
     )
-    p.add_argument(
+    add_env_arg(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def add_env_arg(parser, to: str = "") -> None:
+    """The repeatable ``--env-arg KEY=VALUE`` flag (read with :func:`parse_env_args`); ``to``
+    says where the keyword arguments go besides gym.make."""
+    parser.add_argument(
         "--env-arg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="keyword argument for gym.make (value parsed as JSON when possible)",
+        help=f"keyword argument for gym.make{to} (value parsed as JSON when possible)",
     )
-    p.set_defaults(func=cmd_serve)
 
 
 def parse_env_args(pairs: list[str]) -> dict:

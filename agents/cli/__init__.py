@@ -51,6 +51,8 @@ def _add_env_commands(sub) -> None:
 
 
 def _add_eval(sub) -> None:
+    from arft_envs.cli import add_env_arg
+
     p = sub.add_parser(
         "eval",
         help="run a policy on an env and score its answers",
@@ -78,13 +80,7 @@ def _add_eval(sub) -> None:
         default=None,
         help="turn cap (the env's max_turns when it has one, else the agent's)",
     )
-    p.add_argument(
-        "--env-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword argument for gym.make (JSON value when it parses)",
-    )
+    add_env_arg(p)
     p.add_argument("--num-envs", type=int, default=8, help="parallel envs (batch size)")
     p.add_argument("--vectorization", choices=["sync", "async"], default="sync")
     p.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")

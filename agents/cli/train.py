@@ -56,6 +56,7 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     """Register ``train`` on an argparse subparsers object; returns its parser."""
     from agents.algorithms import ALGORITHMS
     from agents.training.config import TrainConfig, section_fields
+    from arft_envs.cli import add_env_arg
 
     parser = subparsers.add_parser(
         "train",
@@ -70,13 +71,7 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run in --output from its latest checkpoint",
     )
-    parser.add_argument(
-        "--env-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="keyword argument for gym.make, added to env_kwargs (JSON value when it parses)",
-    )
+    add_env_arg(parser, to=", added to env_kwargs")
     names = TrainConfig.field_names()
     ordered = [n for n in _LEADING if n in names] + [n for n in names if n not in _LEADING]
     for name in ordered:
