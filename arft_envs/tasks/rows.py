@@ -37,9 +37,7 @@ def read_json_list(path: str | Path) -> tuple[Path, list]:
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DatasetError(
-            path, f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
-        ) from None
+        raise _invalid_json(path, err) from None
     if not isinstance(rows, list):
         raise DatasetError(path, f"expected a JSON list of rows, got a {type(rows).__name__}")
     return path, rows
@@ -69,9 +67,7 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
                 try:
                     rows = json.load(f)
                 except json.JSONDecodeError as err:
-                    raise DatasetError(
-                        path, f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
-                    ) from None
+                    raise _invalid_json(path, err) from None
                 yield from enumerate(rows)
                 return
             for number, line in enumerate(f, 1):
@@ -219,3 +215,7 @@ class Row:
 
 
 __all__ = ["Row", "read_json_list", "read_rows"]
+
+
+def _invalid_json(path: Path, err: json.JSONDecodeError) -> DatasetError:
+    return DatasetError(path, f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}")
