@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -252,9 +253,12 @@ def build_tiny(seed: int = 0, spec: TinySpec = TinySpec()):
 
 def save_tiny(path: str | Path, seed: int = 0, spec: TinySpec = TinySpec()) -> Path:
     """Write a tiny checkpoint folder (model, tokenizer, chat template, image processor)."""
+    return save_parts(path, build_tiny(seed, spec))
+
+
+def save_parts(path: str | Path, parts: tuple[Any, ...]) -> Path:
+    """Write a built ``(model, tokenizer, image processor)`` as one checkpoint folder."""
     path = Path(path)
-    model, tokenizer, image_processor = build_tiny(seed, spec)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    image_processor.save_pretrained(path)
+    for part in parts:
+        part.save_pretrained(path)
     return path

