@@ -1,35 +1,42 @@
 """Every RL algorithm of arft on the demo's easy MAT-Coding setting, from the same warm start:
 held-out success (sampled and greedy, mean ± sd over seeds) and the learning curves.
 
-What runs, per seed:
+What runs:
 
-1. **one warm start**: the demo's SFT (``python -m agents.demo``'s settings, read from
-   ``configs/easy_coding_tiny.yaml``: the tiny model, 300 supervised steps on episodes of the
-   noisy annotator :class:`~agents.demo.MislabellingExpert`), saved once, then measured on the
-   held-out tasks: the ``sft`` row;
-2. **each algorithm** of :data:`agents.algorithms.ALGORITHMS` starts from that saved model with
-   the same seed (so the same task stream and rollout seeds), the same step budget and the
-   demo's training settings wherever the algorithm has the field (what ``arft train --config
-   configs/easy_coding_tiny.yaml --algo NAME`` would give it); its own options keep its
-   defaults. Settings an algorithm has no field for are listed per algorithm in the JSON
-   (``dropped``): PPO has no ``beta`` (its KL weight, ``kl_coef``, defaults to 0), and only
-   GRPO has the demo's per-turn credit (``credit: turn``); the others credit episode returns;
+1. **one warm start**, shared by every algorithm and seed: the demo's SFT (``python -m
+   agents.demo``'s settings, read from ``configs/easy_coding_tiny.yaml``: the tiny model, 300
+   supervised steps on episodes of the noisy annotator :class:`~agents.demo.MislabellingExpert`)
+   with ``--warm-start-seed`` (0), saved once, then measured once on the held-out tasks: the
+   ``sft`` row. One warm start, not one per seed: the demo's warm starts differ by seed far
+   more than RL moves them (greedy success 0.48 to 1.00), so per-seed warm starts made the
+   spread over seeds a measure of the warm start, not of the algorithm;
+2. **each algorithm** of :data:`agents.algorithms.ALGORITHMS` starts from that saved model,
+   once per seed (the seed sets the task stream and rollout sampling, the same for every
+   algorithm), with the same step budget and the demo's training settings wherever the
+   algorithm has the field (what ``arft train --config configs/easy_coding_tiny.yaml --algo
+   NAME`` would give it), and ``--option``'s algorithm options where it has them; its other
+   options keep its defaults. Settings an algorithm has no field for are listed per algorithm
+   in the JSON (``dropped``): PPO has no ``beta`` (its KL weight, ``kl_coef``, defaults to 0),
+   and only GRPO has the demo's per-turn credit (``credit: turn``); the others credit episode
+   returns;
 3. each trained policy is measured on the same held-out tasks as the warm start (the demo's
-   :func:`~agents.demo.evaluate_success`: sampled at the demo's temperature with four episodes
-   per task, and greedy), and compared with it by :func:`~agents.demo.paired_gain` (a bootstrap
-   over tasks; the gain is "measurable" when the 95 % interval excludes 0).
+   :func:`~agents.demo.evaluate_success`: sampled at the demo's temperature with
+   ``--eval-samples`` episodes per task, and greedy), and compared with it by
+   :func:`~agents.demo.paired_gain` (a bootstrap over tasks; the gain is "measurable" when the
+   95 % interval excludes 0).
 
 Outputs (``--output``, default ``benchmarks/results``): ``algorithms_demo.json`` (every run:
 held-out rates, per-step training return, seconds, dropped settings, gains over the warm
 start), ``algorithms_demo.md`` (the table) and ``algorithms_demo.png`` (mean training return per
 step per algorithm, mean over seeds with a ±1 sd band, beside held-out success). The run
-folders (metrics, saved warm starts) go to ``--runs`` (default ``runs/algorithms_demo``).
+folders (metrics, the saved warm start) go to ``--runs`` (default ``runs/algorithms_demo``).
 
 Each run uses one thread (``torch.set_num_threads(1)``); ``--jobs N`` runs N at once in
-separate processes (the warm start of a seed first, then its algorithms).
+separate processes (after the warm start; seed by seed, so that whole seeds finish first).
 
-    python benchmarks/algorithms_demo.py [--seeds 3] [--steps 50] [--algos grpo ppo ...]
-        [--jobs 2] [--output benchmarks/results] [--runs runs/algorithms_demo]
+    python benchmarks/algorithms_demo.py [--seeds 3] [--steps 50] [--learning-rate 2e-4]
+        [--groups-per-step 4] [--algos grpo ppo ...] [--option NAME=VALUE ...] [--jobs 2]
+        [--warm-start MODEL_DIR] [--output benchmarks/results] [--runs runs/algorithms_demo]
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import shlex
 import shutil
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import fields
 from multiprocessing import get_context
 from pathlib import Path
@@ -60,8 +67,12 @@ MODES = ("sampled", "greedy")
 # DemoSettings fields this script passes through (the warm start's and the measurement's size)
 SETTING_FLAGS = (
     "holdout", "eval_samples", "sft_steps", "sft_episodes", "group_size", "groups_per_step",
-    "max_new_tokens", "expert_error",
+    "learning_rate", "max_new_tokens", "expert_error",
 )  # fmt: skip
+FLOAT_FLAGS = ("learning_rate", "expert_error")
+# training statistics kept per step beside the return (those an algorithm logs): how far the
+# policy moved from its warm start, how many groups carried a signal, the critic's fit
+CURVES = ("kl", "groups_with_signal", "value/explained_variance", "value/loss")
 
 
 # ---------------------------------------------------------------------- one process's jobs
@@ -107,9 +118,9 @@ def _measure(policy, settings) -> dict[str, Any]:
 def warm_start_job(
     seed: int, runs: str, overrides: dict[str, Any], saved: str | None = None
 ) -> dict[str, Any]:
-    """The seed's demo warm start, saved once, and its held-out measurement; with ``saved``
-    (a warm-started model folder, e.g. a demo run's ``train/checkpoints/sft/model``) that
-    model is measured and used instead of training a new one."""
+    """The demo's warm start with ``seed``, saved once (``runs``/sft), and its held-out
+    measurement; with ``saved`` (a warm-started model folder, e.g. a demo run's
+    ``train/checkpoints/sft/model``) that model is measured and used instead of training one."""
     import torch
 
     from agents.demo import MislabellingExpert
@@ -118,10 +129,10 @@ def warm_start_job(
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    settings = _settings(seed, Path(runs) / f"seed{seed}" / "sft", overrides)
+    settings = _settings(seed, Path(runs) / "sft", overrides)
     if saved is not None:
         if not (Path(saved) / "config.json").is_file():
-            raise SystemExit(f"--warm-starts: {saved} holds no saved model (config.json)")
+            raise SystemExit(f"--warm-start: {saved} holds no saved model (config.json)")
         heldout = _measure(Policy.from_pretrained(saved, seed=seed), settings)
         model = saved
     else:
@@ -148,10 +159,13 @@ def warm_start_job(
     }
 
 
-def algorithm_config(algo: str, settings, model: str, output: Path):
+def algorithm_config(
+    algo: str, settings, model: str, output: Path, options: dict[str, Any] | None = None
+):
     """The run's config: the demo's config file and training settings, for ``algo``, from the
-    saved warm start ``model`` (no SFT), keeping only the keys the algorithm's config has.
-    Returns ``(config, dropped)``, ``dropped`` the demo settings ``algo`` has no field for."""
+    saved warm start ``model`` (no SFT), plus ``options`` (``--option``: algorithm options,
+    e.g. PPO's ``critic_learning_rate``), keeping only the keys the algorithm's config has.
+    Returns ``(config, dropped)``, ``dropped`` the settings ``algo`` has no field for."""
     from agents.demo import CONFIG, load_config
     from agents.demo.__main__ import TRAIN_KNOBS
     from agents.training.config import TrainConfig
@@ -170,6 +184,7 @@ def algorithm_config(algo: str, settings, model: str, output: Path):
         progress_bar=False,
         report_to=[],
     )
+    values.update(options or {})
     names = {f.name for f in fields(TrainConfig.class_for(values))}
     dropped = sorted(k for k in values if k not in names)
     kept = {k: v for k, v in values.items() if k in names}
@@ -177,9 +192,15 @@ def algorithm_config(algo: str, settings, model: str, output: Path):
 
 
 def algorithm_job(
-    seed: int, algo: str, runs: str, overrides: dict[str, Any], model: str
+    seed: int,
+    algo: str,
+    runs: str,
+    overrides: dict[str, Any],
+    model: str,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``algo``'s RL run from the seed's saved warm start, and its held-out measurement."""
+    """``algo``'s RL run with ``seed`` from the saved warm start ``model``, and its held-out
+    measurement."""
     import torch
 
     from agents.training import Trainer
@@ -188,7 +209,7 @@ def algorithm_job(
     start = time.perf_counter()
     output = Path(runs) / f"seed{seed}" / algo
     settings = _settings(seed, output, overrides)
-    config, dropped = algorithm_config(algo, settings, model, output)
+    config, dropped = algorithm_config(algo, settings, model, output, options)
     if output.exists():
         shutil.rmtree(output)
     trainer = Trainer(config)
@@ -203,6 +224,7 @@ def algorithm_job(
         "algo": algo,
         "dropped": dropped,
         "reward_mean": [r["reward_mean"] for r in rows],
+        "curves": {k: [r.get(k) for r in rows] for k in CURVES if any(k in r for r in rows)},
         "heldout": heldout,
         "train_seconds": round(train_seconds, 1),
         "seconds": round(time.perf_counter() - start, 1),
@@ -235,15 +257,16 @@ def gains(base: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {m: paired_gain(_evaluation(base[m]), _evaluation(after[m])) for m in MODES}
 
 
-def summarise(warm: dict[int, dict], done: dict[tuple[int, str], dict], algos, seeds) -> dict:
-    """The table's rows: per algorithm (and the warm start), held-out success mean and sd over
-    seeds per mode, and how many seeds' gains over the warm start are measurable."""
+def summarise(warm: dict[str, Any], done: dict[tuple[int, str], dict], algos, seeds) -> dict:
+    """The table's rows: the warm start's held-out success (one model, measured once) and per
+    algorithm its mean and sd over seeds per mode, and how many seeds' gains over the warm
+    start are measurable."""
 
     def stats(values: list[float]) -> dict[str, float]:
         a = np.asarray(values, dtype=float)
         return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
 
-    rows = {"sft": {m: stats([warm[s]["heldout"][m]["success"] for s in seeds]) for m in MODES}}
+    rows = {"sft": {m: stats([warm["heldout"][m]["success"]]) for m in MODES}}
     for algo in algos:
         runs = [done[(s, algo)] for s in seeds]
         row = {m: stats([r["heldout"][m]["success"] for r in runs]) for m in MODES}
@@ -265,9 +288,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Held-out success on EasyMATCoding-v0 ({s['holdout']} held-out tasks; sampled at "
         f"T={s['temperature']} with {s['eval_samples']} episodes per task, and greedy), mean ± sd "
         f"over {n} seed(s), after {result['steps']} RL steps of {s['groups_per_step']}×"
-        f"{s['group_size']} episodes from each seed's SFT warm start. Δ: the change from that "
-        "warm start (mean over seeds); ↑/↓: seeds whose 95 % bootstrap interval of Δ lies "
-        "above/below 0.",
+        f"{s['group_size']} episodes (lr {s['learning_rate']:g}) from one shared SFT warm start, "
+        "measured once. Δ: the change from that warm start (mean ± sd over seeds); ↑/↓: seeds "
+        "whose 95 % bootstrap interval of Δ (over tasks) lies above/below 0.",
         "",
         "| algorithm | sampled | Δ sampled | ↑/↓ | greedy | Δ greedy | ↑/↓ | RL s/run |",
         "|---|---|---|---|---|---|---|---|",
@@ -279,7 +302,8 @@ def markdown(result: dict[str, Any]) -> str:
     for name, row in result["table"].items():
         if name == "sft":
             lines.append(
-                f"| SFT warm start | {pm(row['sampled'])} | | | {pm(row['greedy'])} | | | |"
+                f"| SFT warm start | {row['sampled']['mean']:.3f} | | | "
+                f"{row['greedy']['mean']:.3f} | | | |"
             )
             continue
         cells = []
@@ -289,10 +313,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {row['train_seconds']['mean']:.0f} |"
         )
+    if result.get("options"):
+        given = ", ".join(f"`{k}={v}`" for k, v in result["options"].items())
+        lines += ["", f"Algorithm options set for every algorithm that has them: {given}."]
     if result.get("warm_start_source") == "saved":
-        lines += ["", "Warm starts: the ones `python -m agents.demo --seed N` saved (its "
-                  "`train/checkpoints/sft/model`), measured here; the command below trains "
-                  "them itself, the same way."]  # fmt: skip
+        lines += ["", "Warm start: saved beforehand by the demo's warm start (`--warm-start`) "
+                  "and measured here; the command below trains it itself, the same way."]  # fmt: skip
     if len(result["seeds"]) < len(result.get("seeds_planned", result["seeds"])):
         lines += ["", f"Partial: {len(result['seeds'])} of {len(result['seeds_planned'])} "
                   "planned seeds finished."]  # fmt: skip
@@ -357,9 +383,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The warm starts and the algorithms' runs (``--jobs`` at once), then the results. Every
-    finished job is recorded in ``--runs``/progress.json at once, so that ``--report`` can
-    write the results of the seeds that finished if the whole run is cut short."""
+    """The one warm start, then the algorithms' runs (``--jobs`` at once, seed by seed), then
+    the results. Every finished job is recorded in ``--runs``/progress.json at once, so that
+    ``--report`` can write the results of the seeds that finished if the run is cut short."""
     from agents.algorithms import ALGORITHMS
 
     start = time.perf_counter()
@@ -386,78 +412,65 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "jobs": args.jobs,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "command": "python benchmarks/algorithms_demo.py " + " ".join(args.argv),
-        "warm_start_source": "saved" if args.warm_starts else "trained",
-        "warm_starts": [],
+        "options": args.options,
+        "warm_start_seed": args.warm_start_seed,
+        "warm_start_source": "saved" if args.warm_start else "trained",
+        "warm_start": None,
         "runs": [],
         "wall_seconds": 0.0,
     }
     Path(runs).mkdir(parents=True, exist_ok=True)
-    warm: dict[int, dict] = {}
 
     def record(kind: str, value: dict) -> None:
         if kind == "warm":
-            warm[value["seed"]] = value
-            progress["warm_starts"].append(value)
+            progress["warm_start"] = value
         else:
-            value["gain"] = gains(warm[value["seed"]]["heldout"], value["heldout"])
             progress["runs"].append(value)
-        name = "warm start" if kind == "warm" else value["algo"]
+        name = "warm start" if kind == "warm" else f"seed {value['seed']} {value['algo']}"
         h = value["heldout"]
-        print(f"[{time.perf_counter() - start:5.0f}s] seed {value['seed']} {name}: success "
+        print(f"[{time.perf_counter() - start:5.0f}s] {name}: success "
               f"{h['sampled']['success']:.3f} sampled, {h['greedy']['success']:.3f} greedy "
               f"({value['seconds']:.0f}s)", flush=True)  # fmt: skip
         progress["wall_seconds"] = round(time.perf_counter() - start, 1)
         (Path(runs) / "progress.json").write_text(json.dumps(progress), encoding="utf-8")
 
-    def saved(seed: int) -> str | None:
-        return None if args.warm_starts is None else args.warm_starts.format(seed=seed)
-
+    # one warm start for every algorithm and seed: the seeds vary the RL run only. A saved
+    # one is measured beside the algorithms' runs; a new one is trained (and measured) first.
+    warm_args = (args.warm_start_seed, runs, overrides, args.warm_start)
+    model = args.warm_start
+    if model is None:
+        record("warm", warm_start_job(*warm_args))
+        model = progress["warm_start"]["model"]
+    todo = [(seed, algo) for seed in seeds for algo in algos]  # whole seeds finish first
     if args.jobs <= 1:
-        for seed in seeds:
-            record("warm", warm_start_job(seed, runs, overrides, saved(seed)))
-            for algo in algos:
-                model = warm[seed]["model"]
-                record("algo", algorithm_job(seed, algo, runs, overrides, model))
+        if progress["warm_start"] is None:
+            record("warm", warm_start_job(*warm_args))
+        for seed, algo in todo:
+            record("algo", algorithm_job(seed, algo, runs, overrides, model, args.options))
     else:
-        # seed by seed: a free process takes the next algorithm of the lowest seed whose warm
-        # start is done, else the next warm start (so that whole seeds finish first)
-        todo_warm = list(seeds)
-        todo_algo: list[tuple[int, str]] = []
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            pending: dict[Future, str] = {}
-            while todo_warm or todo_algo or pending:
-                while len(pending) < args.jobs and (todo_warm or todo_algo):
-                    if todo_algo:
-                        seed, algo = todo_algo.pop(0)
-                        job = pool.submit(algorithm_job, seed, algo, runs, overrides,
-                                          warm[seed]["model"])  # fmt: skip
-                        pending[job] = "algo"
-                    else:
-                        seed = todo_warm.pop(0)
-                        job = pool.submit(warm_start_job, seed, runs, overrides, saved(seed))
-                        pending[job] = "warm"
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    kind = pending.pop(future)
-                    value = future.result()
-                    record(kind, value)
-                    if kind == "warm":
-                        todo_algo += [(value["seed"], a) for a in algos]
-                        todo_algo.sort(key=lambda job: job[0])
+            pending = {}
+            if progress["warm_start"] is None:
+                pending[pool.submit(warm_start_job, *warm_args)] = "warm"
+            for seed, algo in todo:
+                job = pool.submit(algorithm_job, seed, algo, runs, overrides, model, args.options)
+                pending[job] = "algo"
+            for future in as_completed(pending):
+                record(pending[future], future.result())
     return write_results(progress, Path(args.output))
 
 
 def reproduce(command: str) -> str:
-    """``command`` without ``--output``, ``--runs``, ``--warm-starts`` and ``--report`` (where
+    """``command`` without ``--output``, ``--runs``, ``--warm-start`` and ``--report`` (where
     files are changes no figure, and a path of the machine that ran it means nothing to a
-    reader; without ``--warm-starts`` the command trains the warm starts itself)."""
+    reader; without ``--warm-start`` the command trains the warm start itself)."""
     words, out, skip = shlex.split(command), [], False
     for word in words:
         if skip:
             skip = False
-        elif word in ("--output", "--runs", "--warm-starts"):
+        elif word in ("--output", "--runs", "--warm-start"):
             skip = True
-        elif word != "--report" and not word.startswith(("--output=", "--runs=", "--warm-")):
+        elif word != "--report" and not word.startswith(("--output=", "--runs=", "--warm-start=")):
             out.append(word)
     return shlex.join(out)
 
@@ -474,20 +487,22 @@ def _light(record: dict[str, Any]) -> dict[str, Any]:
 
 def write_results(progress: dict[str, Any], output: Path) -> dict[str, Any]:
     """The JSON, the markdown table and the PNG from a run's records, over the seeds whose
-    warm start and every algorithm finished (all of them after a whole run)."""
+    every algorithm finished (all of them after a whole run)."""
     algos = progress["algos"]
-    warm = {w["seed"]: w for w in progress["warm_starts"]}
+    warm = progress["warm_start"]
     done = {(r["seed"], r["algo"]): r for r in progress["runs"]}
-    seeds = [s for s in progress["seeds"] if s in warm and all((s, a) in done for a in algos)]
-    if not seeds:
-        raise SystemExit("no seed has finished its warm start and every algorithm yet")
+    seeds = [s for s in progress["seeds"] if all((s, a) in done for a in algos)]
+    if warm is None or not seeds:
+        raise SystemExit("the warm start's measurement or every algorithm of a seed is not done")
+    for r in progress["runs"]:
+        r["gain"] = gains(warm["heldout"], r["heldout"])
     result = {
-        **{k: v for k, v in progress.items() if k not in ("warm_starts", "runs")},
+        **{k: v for k, v in progress.items() if k not in ("warm_start", "runs")},
         "command": reproduce(progress["command"]),
         "seeds": seeds,
         "seeds_planned": progress["seeds"],
         "table": summarise(warm, done, algos, seeds),
-        "warm_starts": [_light(warm[s]) for s in seeds],
+        "warm_start": _light(warm),
         "runs": [_light(done[(s, a)]) for a in algos for s in seeds],
     }
     output.mkdir(parents=True, exist_ok=True)
@@ -499,6 +514,19 @@ def write_results(progress: dict[str, Any], output: Path) -> dict[str, Any]:
     return result
 
 
+def _value(text: str) -> Any:
+    """A command-line value as YAML reads it, with ``1e-3`` a float (YAML 1.1 wants ``1.0e-3``)."""
+    import yaml
+
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
@@ -508,16 +536,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default=str(RESULTS), help="where the table, JSON, PNG go")
     parser.add_argument("--runs", default="runs/algorithms_demo", help="the run folders")
     parser.add_argument(
-        "--warm-starts",
-        help="saved warm starts to use instead of training them, a folder pattern with {seed} "
-        "(e.g. a demo run's: runs/demo{seed}/train/checkpoints/sft/model)",
+        "--warm-start-seed", type=int, default=0, help="the seed of the one warm start (default 0)"
+    )
+    parser.add_argument(
+        "--warm-start",
+        help="a saved warm start to use instead of training it, a model folder "
+        "(e.g. a demo run's: runs/demo/train/checkpoints/sft/model)",
     )
     parser.add_argument(
         "--report", action="store_true",
         help="run nothing: write the results from --runs/progress.json (the finished seeds)",
     )  # fmt: skip
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="NAME=VALUE",
+        help="an algorithm option (YAML value) for every algorithm whose config has the field, "
+        "e.g. critic_learning_rate=1e-3; the others list it in 'dropped' (repeatable)",
+    )  # fmt: skip
     for name in SETTING_FLAGS:
-        kind = float if name == "expert_error" else int
+        kind = float if name in FLOAT_FLAGS else int
         parser.add_argument(
             "--" + name.replace("_", "-"), type=kind, help=f"the demo's {name} (default: its)"
         )
@@ -526,6 +562,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.seeds < 1 or args.jobs < 1 or (args.steps is not None and args.steps < 1):
         parser.error("--seeds, --jobs and --steps must be at least 1")
     args.argv = argv
+    args.options = {}
+    for item in args.option:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--option {item!r}: expected NAME=VALUE")
+        args.options[name] = _value(value)
     return args
 
 
