@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -170,6 +173,33 @@ def weights_digest(model) -> str:
         digest.update(name.encode())
         digest.update(param.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()
+
+
+def script_env() -> dict[str, str]:
+    """The environment a training script runs in as a test's subprocess: one torch thread,
+    unbuffered output, and no WORLD_SIZE inherited from a launcher."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def launcher() -> str | None:
+    """The ``accelerate`` command beside this interpreter, else on PATH (None: neither)."""
+    beside = Path(sys.executable).with_name("accelerate")
+    return str(beside) if beside.exists() else shutil.which("accelerate")
+
+
+def launch(script: Path, *args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    """``script`` run by ``accelerate launch`` on ``processes`` CPU processes (DDP over gloo),
+    its output captured. accelerate 1.x: ``--cpu`` starts one process (several need MPI);
+    ``--multi_gpu`` on a machine without GPUs starts torchrun workers, and the trainer then
+    picks gloo on CPU."""
+    command = [
+        launcher() or "accelerate", "launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", "0", str(script), *args,
+    ]  # fmt: skip
+    return subprocess.run(command, env=script_env(), capture_output=True, text=True, timeout=300)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,15 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from accelerate_train import launch, launcher, script_env
 
 SCRIPT = Path(__file__).parents[1] / "accelerate_train.py"
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def _steps(run: Path) -> list[int]:
@@ -34,7 +27,7 @@ def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
     killed = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), str(killed), str(steps)],
-        env=_env(),
+        env=script_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -52,7 +45,7 @@ def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
 
     resumed = subprocess.run(
         [sys.executable, str(SCRIPT), str(killed), str(steps), "--resume"],
-        env=_env(),
+        env=script_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -64,7 +57,7 @@ def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
     # The same run, never interrupted, logs the same steps and ends with the same weights.
     clean = tmp_path / "clean"
     subprocess.run(
-        [sys.executable, str(SCRIPT), str(clean), str(steps)], env=_env(), check=True,
+        [sys.executable, str(SCRIPT), str(clean), str(steps)], env=script_env(), check=True,
         capture_output=True, timeout=300,
     )  # fmt: skip
     rows = [
@@ -78,27 +71,9 @@ def test_killed_run_resumes_exactly_where_it_stopped(tmp_path):
     ).read_text()
 
 
-@pytest.mark.skipif(
-    shutil.which("accelerate") is None
-    and not (Path(sys.executable).with_name("accelerate").exists()),
-    reason="accelerate's launcher is not installed",
-)
+@pytest.mark.skipif(launcher() is None, reason="accelerate's launcher is not installed")
 def test_two_ddp_processes_end_with_identical_weights(tmp_path):
-    launcher = Path(sys.executable).with_name("accelerate")
-    launcher = str(launcher) if launcher.exists() else "accelerate"
-    # accelerate 1.x: `--cpu` starts one process (several need MPI); `--multi_gpu` on a
-    # machine without GPUs starts torchrun workers, and the trainer then picks gloo on CPU.
-    result = subprocess.run(
-        [
-            launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-            str(SCRIPT), str(tmp_path), "2",
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
+    result = launch(SCRIPT, str(tmp_path), "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout
     digests = [(tmp_path / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
