@@ -312,10 +312,15 @@ def _run_side_by_side(jobs: list[tuple[dict, int]], workers: int) -> list[dict[s
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    # Under `python -m agents.demo.real` this module is __main__, which a spawned process
+    # does not re-run (multiprocessing skips a package's __main__): the job is pickled as the
+    # importable module's function instead.
+    from agents.demo.real import __main__ as importable
+
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
         try:
-            return list(pool.map(_run_seed_job, jobs))
+            return list(pool.map(importable._run_seed_job, jobs))
         except BrokenProcessPool as err:
             raise SeedProcessDied(
                 "a seed's process died without a result (killed by the operating system, "
