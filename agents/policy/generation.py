@@ -250,11 +250,12 @@ def decode_loop(
 
 class LeanDecoder:
     """The decode step of a Llama/Qwen-style decoder (Qwen2, Qwen2.5-VL's text model, Qwen3,
-    Llama, …) without the model's forward: the embedding, each layer's own norms,
-    projections and MLP modules, rope and attention written out, the final norm and the
-    output layer — what the decoder computes for one new token, with the per-call machinery
-    that dominates a small model's step (output capture, mask building, rope per step, a
-    cache object that concatenates) left out:
+    Llama, …) without the model's forward: the embedding, each layer's projection modules,
+    its RMSNorms, gated MLP, rope and attention written out (the same operations, fewer of
+    them and no module calls), the final norm and the output layer — what the decoder
+    computes for one new token, with the per-call machinery that dominates a small model's
+    step (output capture, mask building, rope per step, a cache object that concatenates)
+    left out:
 
     - the keys and values live in preallocated buffers, written in place (grown by
       ``BLOCK`` positions when full), copied once from the prefill's cache;
@@ -310,6 +311,8 @@ class LeanDecoder:
             ahead = ahead[1:]
         sample = decoder.embed_tokens.weight[:1][None]  # the rope's dtype and device
         cos, sin = decoder.rotary_emb(sample, ahead)  # (B, steps, head_dim)
+        half = sin.shape[-1] // 2
+        sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # rotate_half's sign
         padding = None
         if not bool(mask.all()):
             full = torch.cat([mask, mask.new_ones((size, steps))], dim=-1).bool()
@@ -321,24 +324,26 @@ class LeanDecoder:
         decoder, t, n = self.decoder, self.step, self.length
         self._reserve(n + 1)
         cos, sin = self.cos[:, :, t : t + 1], self.sin[:, :, t : t + 1]  # (B, 1, 1, d)
+        half = cos.shape[-1] // 2
         mask = None if self.mask is None else self.mask[..., : n + 1]
-        hidden = decoder.embed_tokens(new[:, None])  # (B, 1, H)
+        hidden = decoder.embed_tokens(new)  # (B, H): one position per row
         size = hidden.shape[0]
         for i, layer in enumerate(decoder.layers):
             attn = layer.self_attn
-            x = layer.input_layernorm(hidden)
+            x = _norm(layer.input_layernorm, hidden)
             q = _heads(attn, "q", x, size)  # (B, heads, 1, d)
             k = _heads(attn, "k", x, size)  # (B, kv_heads, 1, d)
-            v = attn.v_proj(x).view(size, 1, -1, attn.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            v = attn.v_proj(x).view(size, -1, 1, attn.head_dim)
+            # rope: x·cos + rotate_half(x)·sin, with rotate_half's minus in ``sin``
+            q = q * cos + q.roll(half, -1) * sin
+            k = k * cos + k.roll(half, -1) * sin
             self.keys[i][:, :, n] = k[:, :, 0]
             self.values[i][:, :, n] = v[:, :, 0]
             out = _attend(attn, q, self.keys[i][:, :, : n + 1], self.values[i][:, :, : n + 1], mask)
             hidden = hidden + attn.o_proj(out)
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            hidden = hidden + _mlp(layer.mlp, _norm(layer.post_attention_layernorm, hidden))
         self.step, self.length = t + 1, n + 1
-        return self.head(decoder.norm(hidden)[:, -1]).float()
+        return self.head(_norm(decoder.norm, hidden)).float()
 
     def check(self, new: torch.Tensor, logits: torch.Tensor) -> bool:
         """Run the first step and compare it with ``logits`` (B, V), the decoder's own forward
@@ -399,21 +404,33 @@ def _grown(buffer: torch.Tensor, capacity: int) -> torch.Tensor:
 
 
 def _heads(attn: Any, which: str, x: torch.Tensor, size: int) -> torch.Tensor:
-    """The query or key heads (B, heads, 1, d) of ``x`` (B, 1, H), through the attention's
-    own per-head norm where it has one (Qwen3's ``q_norm``, ``k_norm``)."""
-    states = getattr(attn, f"{which}_proj")(x).view(size, 1, -1, attn.head_dim)
+    """The query or key heads (B, heads, 1, d) of ``x`` (B, H), through the attention's own
+    per-head norm where it has one (Qwen3's ``q_norm``, ``k_norm``)."""
+    states = getattr(attn, f"{which}_proj")(x).view(size, -1, 1, attn.head_dim)
     norm = getattr(attn, f"{which}_norm", None)
-    return (states if norm is None else norm(states)).transpose(1, 2)
+    return states if norm is None else norm(states)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _norm(norm: Any, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``, written out for the usual RMSNorm (float32 statistics, the weight after
+    the cast back, as transformers' Llama/Qwen ``RMSNorm``) to spare the module call."""
+    eps = getattr(norm, "variance_epsilon", None)
+    if eps is None or not type(norm).__name__.endswith("RMSNorm"):
+        return norm(x)
+    xf = x.float()
+    return norm.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def _mlp(mlp: Any, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)``, written out for the gated MLP (``down(act(gate(x)) · up(x))``)."""
+    if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+        return mlp(x)
+    return mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x))
 
 
 def _attend(attn, q, keys, values, mask) -> torch.Tensor:
     """Attention of one new query per row over the cached ``keys``/``values`` (B, kv_heads,
-    n, d), as transformers' sdpa attention computes it; returns (B, 1, heads · d)."""
+    n, d), as transformers' sdpa attention computes it; returns (B, heads · d)."""
     size, heads, _, dim = q.shape
     groups = heads // keys.shape[1]
     sdpa = torch.nn.functional.scaled_dot_product_attention
@@ -422,9 +439,9 @@ def _attend(attn, q, keys, values, mask) -> torch.Tensor:
     elif mask is None:
         out = sdpa(q, keys, values, scale=attn.scaling, enable_gqa=True)
     else:  # the query heads of a key head as its rows (transformers' pack_gqa)
-        packed = q.reshape(size, heads // groups, groups, dim)
+        packed = q.view(size, heads // groups, groups, dim)
         out = sdpa(packed, keys, values, attn_mask=mask, scale=attn.scaling)
-    return out.reshape(size, heads, 1, dim).transpose(1, 2).reshape(size, 1, heads * dim)
+    return out.reshape(size, heads * dim)
 
 
 def sample_tokens(probs: torch.Tensor) -> torch.Tensor:
