@@ -384,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     args["seeds"] = tuple(args["seeds"])
     try:
         settings = RealSettings(**args)
+        # a bad training value (a --model that is not there) fails here, once, and not as a
+        # traceback in every seed's process
+        settings.train_config(settings.seeds[0])
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

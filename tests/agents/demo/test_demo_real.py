@@ -103,10 +103,14 @@ def test_the_demo_trains_the_config_file_but_for_its_own_knobs(tmp_path):
     assert config.model == "smollm2-135m" and config.env == "HotpotQA-v0"
 
 
-def test_a_bad_flag_value_is_one_clear_message(capsys):
-    assert main(["--heldout", "0"]) == 2
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [(["--heldout", "0"], "--heldout"), (["--model", "no/such/model.gguf"], "no/such/model.gguf")],
+)
+def test_a_bad_flag_value_is_one_clear_message(capsys, argv, named):
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "--heldout" in err and "Traceback" not in err
+    assert named in err and "Traceback" not in err
 
 
 def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path):
