@@ -87,9 +87,10 @@ def forward_logprobs(
     if keep.numel() == 0:
         zeros = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
         return zeros, (zeros.clone() if return_entropy else None)
+    run = _causal_only(batch)
     chunked = model_logprobs(
         _scored_module(policy, model),
-        batch,
+        run,
         wanted,
         temperature=temperature,
         return_entropy=return_entropy,
@@ -98,7 +99,7 @@ def forward_logprobs(
     if chunked is not None:
         return chunked
     model = policy.model if model is None else model
-    outputs = model(**batch, use_cache=False, logits_to_keep=keep - 1)
+    outputs = model(**run, use_cache=False, logits_to_keep=keep - 1)
     logits = outputs.logits.float() / temperature  # (B, K, V)
     logp_all = torch.log_softmax(logits, dim=-1)
     token_logp = logp_all.gather(-1, ids[:, keep].unsqueeze(-1)).squeeze(-1)  # (B, K)
@@ -112,6 +113,17 @@ def forward_logprobs(
         entropy[:, keep] = ent
         entropy = entropy * wanted
     return out, entropy
+
+
+def _causal_only(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``batch`` without its attention mask when every row is right-padded (ones, then
+    zeros): the causal mask alone then gives each real token the same context, since the
+    padding only ever follows it, and the model attends causally (sdpa's causal kernel, no
+    (B, 1, L, L) mask built and applied). The padded positions are never scored."""
+    mask = batch["attention_mask"]
+    if mask.shape[1] < 2 or not bool((mask[:, 1:] <= mask[:, :-1]).all() & mask[:, 0].all()):
+        return batch
+    return {k: v for k, v in batch.items() if k != "attention_mask"}
 
 
 def _scored_module(policy: Policy, model: Any) -> Any:
