@@ -115,48 +115,46 @@ def _measure(policy, settings) -> dict[str, Any]:
     return out
 
 
-def warm_start_job(
-    seed: int, runs: str, overrides: dict[str, Any], saved: str | None = None
-) -> dict[str, Any]:
-    """The demo's warm start with ``seed``, saved once (``runs``/sft), and its held-out
-    measurement; with ``saved`` (a warm-started model folder, e.g. a demo run's
-    ``train/checkpoints/sft/model``) that model is measured and used instead of training one."""
+def warm_start_job(seed: int, runs: str, overrides: dict[str, Any]) -> str:
+    """The demo's warm start with ``seed``, trained and saved once (``runs``/sft); returns the
+    saved model's folder."""
     import torch
 
     from agents.demo import MislabellingExpert
-    from agents.policy import Policy
     from agents.training import Trainer
 
     torch.set_num_threads(1)
-    start = time.perf_counter()
     settings = _settings(seed, Path(runs) / "sft", overrides)
-    if saved is not None:
-        if not (Path(saved) / "config.json").is_file():
-            raise SystemExit(f"--warm-start: {saved} holds no saved model (config.json)")
-        heldout = _measure(Policy.from_pretrained(saved, seed=seed), settings)
-        model = saved
-    else:
-        if (Path(settings.output) / "train").exists():  # a new warm start each run
-            shutil.rmtree(Path(settings.output) / "train")
-        config = settings.train_config()
-        config.progress_bar = False
-        config.report_to = ()
-        expert = None
-        if settings.expert_error:
-            expert = MislabellingExpert(settings.degradations, settings.expert_error)
-        trainer = Trainer(config, expert=expert)
-        trainer.setup()
-        trainer.warm_start()
-        heldout = _measure(trainer.policy, settings)
-        trainer.close()
-        model = str(trainer.run_dir.sft_model)
-    return {
-        "seed": seed,
-        "model": model,
-        "saved": saved is not None,
-        "heldout": heldout,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    if (Path(settings.output) / "train").exists():  # a new warm start each run
+        shutil.rmtree(Path(settings.output) / "train")
+    config = settings.train_config()
+    config.progress_bar = False
+    config.report_to = ()
+    expert = None
+    if settings.expert_error:
+        expert = MislabellingExpert(settings.degradations, settings.expert_error)
+    trainer = Trainer(config, expert=expert)
+    trainer.setup()
+    trainer.warm_start()
+    trainer.close()
+    return str(trainer.run_dir.sft_model)
+
+
+def warm_measure_job(seed: int, runs: str, overrides: dict[str, Any], model: str) -> dict:
+    """The saved warm start ``model`` measured on the held-out tasks with ``seed``'s sampling,
+    the same as ``seed``'s algorithm runs are measured: their gains are then paired on the
+    same random numbers, and an unchanged policy gains exactly 0."""
+    import torch
+
+    from agents.policy import Policy
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    if not (Path(model) / "config.json").is_file():
+        raise SystemExit(f"--warm-start: {model} holds no saved model (config.json)")
+    settings = _settings(seed, Path(runs) / "sft", overrides)
+    heldout = _measure(Policy.from_pretrained(model, seed=seed), settings)
+    return {"seed": seed, "heldout": heldout, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def algorithm_config(
@@ -257,16 +255,16 @@ def gains(base: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {m: paired_gain(_evaluation(base[m]), _evaluation(after[m])) for m in MODES}
 
 
-def summarise(warm: dict[str, Any], done: dict[tuple[int, str], dict], algos, seeds) -> dict:
-    """The table's rows: the warm start's held-out success (one model, measured once) and per
-    algorithm its mean and sd over seeds per mode, and how many seeds' gains over the warm
-    start are measurable."""
+def summarise(warm: dict[int, dict], done: dict[tuple[int, str], dict], algos, seeds) -> dict:
+    """The table's rows: held-out success mean and sd over seeds per mode, of the one warm
+    start (measured with each seed's sampling: its sd is the measurement's own noise) and of
+    each algorithm, and how many seeds' gains over the warm start are measurable."""
 
     def stats(values: list[float]) -> dict[str, float]:
         a = np.asarray(values, dtype=float)
         return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
 
-    rows = {"sft": {m: stats([warm["heldout"][m]["success"]]) for m in MODES}}
+    rows = {"sft": {m: stats([warm[s]["heldout"][m]["success"] for s in seeds]) for m in MODES}}
     for algo in algos:
         runs = [done[(s, algo)] for s in seeds]
         row = {m: stats([r["heldout"][m]["success"] for r in runs]) for m in MODES}
@@ -288,9 +286,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"Held-out success on EasyMATCoding-v0 ({s['holdout']} held-out tasks; sampled at "
         f"T={s['temperature']} with {s['eval_samples']} episodes per task, and greedy), mean ± sd "
         f"over {n} seed(s), after {result['steps']} RL steps of {s['groups_per_step']}×"
-        f"{s['group_size']} episodes (lr {s['learning_rate']:g}) from one shared SFT warm start, "
-        "measured once. Δ: the change from that warm start (mean ± sd over seeds); ↑/↓: seeds "
-        "whose 95 % bootstrap interval of Δ (over tasks) lies above/below 0.",
+        f"{s['group_size']} episodes (lr {s['learning_rate']:g}) from one shared SFT warm start. "
+        "Each seed's runs and the warm start are measured with the same sampling seed. Δ: the "
+        "change from the warm start on the same seed (mean ± sd over seeds); ↑/↓: seeds whose "
+        "95 % bootstrap interval of Δ (over tasks) lies above/below 0.",
         "",
         "| algorithm | sampled | Δ sampled | ↑/↓ | greedy | Δ greedy | ↑/↓ | RL s/run |",
         "|---|---|---|---|---|---|---|---|",
@@ -302,8 +301,7 @@ def markdown(result: dict[str, Any]) -> str:
     for name, row in result["table"].items():
         if name == "sft":
             lines.append(
-                f"| SFT warm start | {row['sampled']['mean']:.3f} | | | "
-                f"{row['greedy']['mean']:.3f} | | | |"
+                f"| SFT warm start | {pm(row['sampled'])} | | | {pm(row['greedy'])} | | | |"
             )
             continue
         cells = []
@@ -415,18 +413,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "options": args.options,
         "warm_start_seed": args.warm_start_seed,
         "warm_start_source": "saved" if args.warm_start else "trained",
-        "warm_start": None,
+        "warm_start": args.warm_start,
+        "warm_measures": [],
         "runs": [],
         "wall_seconds": 0.0,
     }
     Path(runs).mkdir(parents=True, exist_ok=True)
 
     def record(kind: str, value: dict) -> None:
-        if kind == "warm":
-            progress["warm_start"] = value
-        else:
-            progress["runs"].append(value)
-        name = "warm start" if kind == "warm" else f"seed {value['seed']} {value['algo']}"
+        progress["warm_measures" if kind == "warm" else "runs"].append(value)
+        name = f"seed {value['seed']} " + ("warm start" if kind == "warm" else value["algo"])
         h = value["heldout"]
         print(f"[{time.perf_counter() - start:5.0f}s] {name}: success "
               f"{h['sampled']['success']:.3f} sampled, {h['greedy']['success']:.3f} greedy "
@@ -434,27 +430,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         progress["wall_seconds"] = round(time.perf_counter() - start, 1)
         (Path(runs) / "progress.json").write_text(json.dumps(progress), encoding="utf-8")
 
-    # one warm start for every algorithm and seed: the seeds vary the RL run only. A saved
-    # one is measured beside the algorithms' runs; a new one is trained (and measured) first.
-    warm_args = (args.warm_start_seed, runs, overrides, args.warm_start)
-    model = args.warm_start
-    if model is None:
-        record("warm", warm_start_job(*warm_args))
-        model = progress["warm_start"]["model"]
-    todo = [(seed, algo) for seed in seeds for algo in algos]  # whole seeds finish first
+    # one warm start for every algorithm and seed (the seeds vary the RL run only), measured
+    # with each seed's sampling beside the algorithms' runs
+    if progress["warm_start"] is None:
+        progress["warm_start"] = warm_start_job(args.warm_start_seed, runs, overrides)
+        print(f"[{time.perf_counter() - start:5.0f}s] warm start trained", flush=True)
+    model = progress["warm_start"]
+    jobs = [(warm_measure_job, "warm", seed, runs, overrides, model) for seed in seeds]
+    jobs += [(algorithm_job, "algo", seed, algo, runs, overrides, model, args.options)
+             for seed in seeds for algo in algos]  # whole seeds finish first  # fmt: skip
     if args.jobs <= 1:
-        if progress["warm_start"] is None:
-            record("warm", warm_start_job(*warm_args))
-        for seed, algo in todo:
-            record("algo", algorithm_job(seed, algo, runs, overrides, model, args.options))
+        for function, kind, *job_args in jobs:
+            record(kind, function(*job_args))
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            pending = {}
-            if progress["warm_start"] is None:
-                pending[pool.submit(warm_start_job, *warm_args)] = "warm"
-            for seed, algo in todo:
-                job = pool.submit(algorithm_job, seed, algo, runs, overrides, model, args.options)
-                pending[job] = "algo"
+            pending = {pool.submit(function, *job_args): kind for function, kind, *job_args in jobs}
             for future in as_completed(pending):
                 record(pending[future], future.result())
     return write_results(progress, Path(args.output))
@@ -487,22 +477,22 @@ def _light(record: dict[str, Any]) -> dict[str, Any]:
 
 def write_results(progress: dict[str, Any], output: Path) -> dict[str, Any]:
     """The JSON, the markdown table and the PNG from a run's records, over the seeds whose
-    every algorithm finished (all of them after a whole run)."""
+    warm-start measurement and every algorithm finished (all of them after a whole run)."""
     algos = progress["algos"]
-    warm = progress["warm_start"]
+    warm = {w["seed"]: w for w in progress["warm_measures"]}
     done = {(r["seed"], r["algo"]): r for r in progress["runs"]}
-    seeds = [s for s in progress["seeds"] if all((s, a) in done for a in algos)]
-    if warm is None or not seeds:
-        raise SystemExit("the warm start's measurement or every algorithm of a seed is not done")
+    seeds = [s for s in progress["seeds"] if s in warm and all((s, a) in done for a in algos)]
+    if not seeds:
+        raise SystemExit("no seed has finished its warm-start measurement and every algorithm")
     for r in progress["runs"]:
-        r["gain"] = gains(warm["heldout"], r["heldout"])
+        r["gain"] = gains(warm[r["seed"]]["heldout"], r["heldout"])
     result = {
-        **{k: v for k, v in progress.items() if k not in ("warm_start", "runs")},
+        **{k: v for k, v in progress.items() if k not in ("warm_start", "warm_measures", "runs")},
         "command": reproduce(progress["command"]),
         "seeds": seeds,
         "seeds_planned": progress["seeds"],
         "table": summarise(warm, done, algos, seeds),
-        "warm_start": _light(warm),
+        "warm_measures": [_light(warm[s]) for s in seeds],
         "runs": [_light(done[(s, a)]) for a in algos for s in seeds],
     }
     output.mkdir(parents=True, exist_ok=True)

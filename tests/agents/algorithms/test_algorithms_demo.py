@@ -35,8 +35,10 @@ def test_tiny_comparison_writes_table_json_and_png(tmp_path, monkeypatch):
     assert [(r["algo"], r["seed"]) for r in saved["runs"]] == [
         ("grpo", 0), ("grpo", 1), ("ppo", 0), ("ppo", 1)
     ]  # fmt: skip
-    warm = saved["warm_start"]["heldout"]
-    assert warm["sampled"]["episodes"] == 2 and warm["greedy"]["episodes"] == 2
+    # the one warm start, measured with each seed's sampling (what that seed's gains pair with)
+    assert [w["seed"] for w in saved["warm_measures"]] == [0, 1]
+    for w in saved["warm_measures"]:
+        assert w["heldout"]["sampled"]["episodes"] == 2 and w["heldout"]["greedy"]["episodes"] == 2
     for run in saved["runs"]:
         assert len(run["reward_mean"]) == 2  # one training return per RL step
         assert set(run["gain"]) == {"sampled", "greedy"} and run["gain"]["sampled"]["tasks"] == 2
