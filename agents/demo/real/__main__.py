@@ -54,6 +54,7 @@ settings, one seed's run, the seeds side by side).
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import resource
@@ -75,6 +76,11 @@ CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo_real.yaml"
 # demo seed (training draws its tasks from seeds in [0, 2**31) at random: a collision with these
 # 2 · 10**3 ids has a probability below 1e-6 per task).
 HELDOUT_BASE = 2_100_000_000
+RESULT = "result.json"  # a finished seed's result, in seed_N/
+# glibc maps blocks from 1 MiB up and unmaps them when freed, so that a seed process's RSS
+# follows what is alive (without it, freed activations and logits stay resident): three seed
+# processes beside other work on a small machine were killed for memory
+MMAP_THRESHOLD = str(1 << 20)
 
 
 def load_config(path: str | Path = CONFIG) -> dict[str, Any]:
@@ -257,7 +263,7 @@ def run_seed(settings: RealSettings, seed: int) -> dict[str, Any]:
         f"(sampled, T={settings.temperature}), seed {seed}",
         verdicts=[verdict(t) for t in shown],
     )
-    return {
+    result = {
         "seed": seed,
         "heldout": {k: {m: e.row() for m, e in v.items()} for k, v in results.items()},
         "episodes_per_eval": {m: e.episodes for m, e in results["untrained"].items()},
@@ -275,11 +281,29 @@ def run_seed(settings: RealSettings, seed: int) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - start, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+    finished = {"settings": _json_settings(settings), "result": result}
+    (folder / RESULT).write_text(json.dumps(finished), encoding="utf-8")
+    return result
+
+
+def finished_seed(settings: RealSettings, seed: int) -> dict[str, Any] | None:
+    """The result of ``seed`` that an earlier run with the same settings left in
+    ``seed_N/result.json``, or None: a rerun after one seed's process was killed runs only
+    the seeds that did not finish."""
+    path = Path(settings.output) / f"seed_{seed}" / RESULT
+    if not path.is_file():
+        return None
+    finished = json.loads(path.read_text(encoding="utf-8"))
+    return finished["result"] if finished["settings"] == _json_settings(settings) else None
+
+
+def _json_settings(settings: RealSettings) -> dict[str, Any]:
+    values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
+    values.pop("seeds"), values.pop("parallel")  # which seeds run, and how many at once
+    return {**values, "config": load_config()}
 
 
 def _train_rewards(run_dir: str | Path) -> list[float]:
-    import json
-
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
@@ -329,21 +353,26 @@ def _run_side_by_side(jobs: list[tuple[dict, int]], workers: int) -> list[dict[s
 
 
 def run_demo(settings: RealSettings) -> dict[str, Any]:
-    """Every seed (``parallel`` at a time, one process each), then the summary, the figure
-    and the pages; returns the summary."""
-    import json
-
+    """Every seed (``parallel`` at a time, one process each; a seed an earlier run with the
+    same settings finished is reused, :func:`finished_seed`), then the summary, the figure and
+    the pages; returns the summary."""
     start = time.perf_counter()
     output = Path(settings.output)
     output.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD)  # the seed processes'
     values = asdict(settings)
-    jobs = [(values, seed) for seed in settings.seeds]
+    done = {seed: finished_seed(settings, seed) for seed in settings.seeds}
+    for seed in (s for s, result in done.items() if result is not None):
+        print(f"[seed {seed}] finished by an earlier run with these settings: reused", flush=True)
+    jobs = [(values, seed) for seed, result in done.items() if result is None]
     workers = min(settings.parallel, len(jobs))
-    if workers == 1:
-        seeds = [_run_seed_job(job) for job in jobs]
+    if workers <= 1:
+        ran = [_run_seed_job(job) for job in jobs]
     else:
-        seeds = _run_side_by_side(jobs, workers)
+        ran = _run_side_by_side(jobs, workers)
+    ran_by_seed = {r["seed"]: r for r in ran}
+    seeds = [done[s] if done[s] is not None else ran_by_seed[s] for s in settings.seeds]
     summary = {
         "settings": {
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()},

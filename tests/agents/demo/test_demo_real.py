@@ -136,6 +136,8 @@ def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path):
                 "mean_return",
             }
             assert 0.0 <= phase[mode]["f1"] <= 1.0
+            # the F1 of the episodes that searched twice: None exactly when none did
+            assert (phase[mode]["two_search_f1"] is None) == (phase[mode]["two_searches"] == 0)
     assert seed["episodes_per_eval"] == {"sampled": 1, "greedy": 1}
     assert seed["grpo_minus_sft"]["greedy"]["tasks"] == 1
     assert len(seed["train_rewards"]) == 1
