@@ -16,16 +16,21 @@ every request the server
 3. reads the pipes until *that process itself* exits or the wall-clock deadline passes (never
    until pipe EOF: an orphaned grandchild may hold the pipe open forever),
 4. kills the call's process group, sweeps and reaps every remaining process (orphans come
-   back to the server, a child subreaper; the template reaps the call's own process and
-   reports how it ended),
+   back to the server, a child subreaper; the template reaps the call's own process),
 5. validates the decoded images; those the child did not deliver (it crashed, timed out, or
    sent garbage) are decoded by another confined child,
 6. deletes everything the call wrote and puts back the mode bits and extended attributes of
    the work area (``_cleanup``: iterative, fd-relative, bounded in time; never raises),
-   answers with one frame plus raw payloads. The next spare is asked for as soon as the
-   call's own process has ended, so its fork overlaps steps 4 to 6. A
-   failure after the call started still answers it, as ``bad_result`` with one short line
-   and the call's own output; never with a traceback.
+   takes from the template how the call's process ended, and answers with one frame plus
+   raw payloads. A failure after the call started still answers it, as ``bad_result`` with
+   one short line and the call's own output; never with a traceback.
+
+What the caller waits for is kept short: the next spare is asked for as soon as the call's
+code is done (the process says so on its report pipe, before it returns its images and
+exits), so that the template's fork and the spare's warm-up overlap steps 3 to 6 and the
+caller's next request; and the server asks the template how the call ended only in step 6,
+so it never waits for the template to be scheduled in between (step 4 in ``bwrap`` needs no
+reaped process, see ``_sweep``).
 
 **No residue through memory.** A forked process inherits its parent's whole memory, freed
 heap included. Every call's process is forked from the template, which was forked from the
@@ -84,9 +89,10 @@ def classify_exit(
     ``wstatus`` is the call's process's wait status, ``cpu_used`` its CPU seconds, ``cpu_s``
     the call's CPU limit, ``report`` what the process wrote to its report pipe: ``C`` once it
     was confined, then the first line a dying process wrote (a resource tag; later lines, from
-    forked children sharing the pipe, are ignored). The code can write anything there; it is
-    only matched against the known tags. ``limit == "setup"`` means the process was never
-    confined (it never ran the code): the worker must not be trusted again.
+    forked children sharing the pipe, are ignored), then ``D`` once the code is done (which
+    only tells the server when to fork the next call's process). The code can write anything
+    there; it is only matched against the known tags. ``limit == "setup"`` means the process
+    was never confined (it never ran the code): the worker must not be trusted again.
     """
     if timed_out:
         return "timeout", None, None, "wall"
@@ -118,6 +124,7 @@ class _Child:
         self.pid: int | None = None
         self.pidfd = -1
         self.ended = False  # the template reported its exit
+        self.exit: tuple[int, float] | None = None  # (wait status, CPU seconds), once reported
 
     def exited(self) -> bool:
         if self.ended:
@@ -191,11 +198,13 @@ class _Template:
 
     def wait(self, child: _Child) -> tuple[int, float]:
         """``child``'s wait status and CPU seconds, once the template reaped it."""
-        deadline = time.monotonic() + _TEMPLATE_S
-        while child.pid not in self._ends:
-            self._receive(deadline)
-        child.ended = True
-        return self._ends.pop(child.pid)
+        if child.exit is None:
+            deadline = time.monotonic() + _TEMPLATE_S
+            while child.pid not in self._ends:
+                self._receive(deadline)
+            child.ended = True
+            child.exit = self._ends.pop(child.pid)
+        return child.exit
 
     def discard(self, child: _Child) -> None:
         """Kill ``child`` (it never received a request, or it is done) and close our ends."""
@@ -253,7 +262,7 @@ class Server:
         self._image_sink = Sink()
         self._out, self._err = Sink(), Sink()
         self._junk = Sink()
-        self._tagbuf = unshared(64)
+        self._report = Sink()
         self._codebuf = unshared(0)
         self.spare: _Child | None = None
         self.template: _Template | None = None
@@ -479,44 +488,37 @@ class Server:
         )
         self._answering = call_id  # from here on a failure still answers this call
 
-        out, err = self._out, self._err
+        out, err, report = self._out, self._err, self._report
         out.reset(lim["stdout_bytes"])
         err.reset(lim["stdout_bytes"])
+        report.reset(64)
         own_images = self._image_sink
         own_images.reset(lim["max_result_bytes"] + 4096 * (_protocol.MAX_IMAGES + 1))
-        streams = {child.out: out, child.err: err, child.img: own_images}
-        timed_out = self._watch(child, streams, started + wall)
-        wstatus, cpu_used = self.template.wait(child)
+        streams = {child.out: out, child.err: err, child.img: own_images, child.tag: report}
+
+        def code_done() -> None:
+            # Anything after the "C" on the report pipe means the code has finished (its
+            # process now returns images and exits): have the next call's process forked
+            # now, so that its fork and warm-up overlap the rest of this call. Not earlier:
+            # this call's RLIMIT_NPROC would count it, and the code would see it in /proc.
+            # (The code can write there itself; then it only has itself to blame for both.)
+            if self.spare is None and report.n + report.dropped > 1:
+                self.spare = self.template.spawn()
+
+        timed_out = self._watch(child, streams, started + wall, {child.tag: code_done})
         duration = time.monotonic() - started
-        # The call's own process is gone: have the next call's forked now, while we sweep,
-        # wipe and answer (not earlier: it would count against this call's RLIMIT_NPROC).
-        self.spare = self.template.spawn()
-        healthy = self._sweep(child.pid)
+        if self.spare is None:  # it ended without a word after the "C"
+            self.spare = self.template.spawn()
+        healthy = self._sweep(child)
         for fd, buf in streams.items():
             drain(fd, buf)
-        try:
-            report = memoryview(self._tagbuf)[: os.readv(child.tag, [self._tagbuf])]
-        except BlockingIOError:
-            report = memoryview(b"")
         child.close()
-        status, exit_code, sig, limit = classify_exit(
-            wstatus, timed_out=timed_out, cpu_used=cpu_used, cpu_s=lim["cpu_s"], report=report
-        )
-        if limit == "setup":
-            healthy = False  # confinement failed: never trust this worker again
-        return {
-            "status": status,
-            "exit_code": exit_code,
-            "signal": sig,
-            "limit": limit,
-            "cpu_s": round(cpu_used, 4),
-            "run_s": round(duration, 4),
-            "healthy": healthy,
-        }
+        return child, timed_out, duration, healthy
 
-    def _answer(self, call_id: int, run: dict, lim: dict, wall: float, job: str, written):
-        """Collect the images, wipe the work area, send the answer."""
-        out, err, healthy = self._out, self._err, run.pop("healthy")
+    def _answer(self, call_id: int, run: tuple, lim: dict, wall: float, job: str, written):
+        """Collect the images, wipe the work area, learn how the call ended, answer."""
+        child, timed_out, duration, healthy = run
+        out, err = self._out, self._err
         try:
             images, image_errors = self._collect_images(job, written, lim, wall)
         except Exception as e:  # noqa: BLE001 - the call's own output still goes back
@@ -524,10 +526,27 @@ class Server:
             image_errors = [f"the images could not be collected ({type(e).__name__}: {e})"[:300]]
         if not self._wipe():
             healthy = False
+        # The template reaped the call's process long ago (it woke when we did); asking only
+        # now keeps its answer off the caller's clock.
+        wstatus, cpu_used = self.template.wait(child)
+        status, exit_code, sig, limit = classify_exit(
+            wstatus,
+            timed_out=timed_out,
+            cpu_used=cpu_used,
+            cpu_s=lim["cpu_s"],
+            report=self._report.view(),
+        )
+        if limit == "setup":
+            healthy = False  # confinement failed: never trust this worker again
         header = {
             "ev": "done",
             "id": call_id,
-            **run,
+            "status": status,
+            "exit_code": exit_code,
+            "signal": sig,
+            "limit": limit,
+            "cpu_s": round(cpu_used, 4),
+            "run_s": round(duration, 4),
             "stdout_len": out.n,
             "stdout_dropped": out.dropped,
             "stderr_len": err.n,
@@ -599,8 +618,13 @@ class Server:
         """Make the work area what it was at start again (see ``_cleanup``); True if clean."""
         return _cleanup.wipe(self.workdir, self.baseline, _WIPE_BUDGET_S)
 
-    def _watch(self, child: _Child, streams: dict, deadline: float) -> bool:
-        """Collect output until the child exits (True if the deadline passed first)."""
+    def _watch(
+        self, child: _Child, streams: dict, deadline: float, hooks: dict | None = None
+    ) -> bool:
+        """Collect output until the child exits (True if the deadline passed first).
+
+        ``hooks`` maps some of the stream fds to a function called after each read from it."""
+        hooks = hooks or {}
         poller = select.poll()
         for fd in streams:
             poller.register(fd, select.POLLIN)
@@ -619,6 +643,8 @@ class Server:
                                 poller.unregister(fd)
                         except BlockingIOError:
                             continue
+                        if fd in hooks:
+                            hooks[fd]()
                     elif fd == child.pidfd:
                         return False
                 if child.pidfd < 0 and wos.process_state(child.pid) in ("", "Z", "X"):
@@ -629,14 +655,21 @@ class Server:
             except OSError:
                 pass
 
-    def _sweep(self, pgid: int, budget_s: float = 3.0) -> bool:
+    def _sweep(self, child: _Child, budget_s: float = 3.0) -> bool:
         """Kill and reap every process the call left behind; False if some survive.
 
         seccomp forbids setsid/setpgid, so every descendant is still in the call's process
         group, and orphans are re-parented to us (a subreaper). In the ``bwrap`` level the
         pid namespace is also listed: anything but pid 1 (bwrap's init), us, the template and
         the template's children must go.
+
+        The call's own process may still be a zombie here, waiting for the template to reap
+        it, and a zombie keeps its group alive for ``killpg``. In ``bwrap`` that is all the
+        group can hold once nothing else is listed (its other members cannot be the
+        template's children), so nobody waits for the template; in ``process`` the template
+        is asked first.
         """
+        pgid = child.pid
         end = time.monotonic() + budget_s
         ours = (1, self.pid, self.template.pid)
         while True:
@@ -658,6 +691,11 @@ class Server:
                         os.kill(p, signal.SIGKILL)
                     except OSError:
                         pass
+                if not others:
+                    group_alive = False  # at most its first process is left, a zombie
+            elif group_alive and not child.ended:
+                self.template.wait(child)
+                continue
             reaped_any = False
             while True:
                 try:
