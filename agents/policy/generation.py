@@ -122,6 +122,8 @@ def decode_loop(
       :func:`~agents.models.logprobs.head_gives_logits`); from the second step on, a
       decoder :class:`LeanDecoder` recognises (and checked on the first step) runs through
       it instead, under ``torch.inference_mode``;
+    - rows that repeat (a group's prompts, text only) are prefilled once
+      (:func:`distinct_rows`), their cache and first logits copied to the others;
     - a row's stop strings are checked only when its newest token can complete one
       (:func:`stop_finals`), on its last ``window`` tokens, and its end is recorded as it
       happens (no second pass, :func:`cut`); one host sync per step (the new ids);
@@ -162,15 +164,28 @@ def decode_loop(
         )
     positions = model._prepare_position_ids_for_generation(ids, dict(batch))
     mask = batch["attention_mask"]
+    # A group's rows share their prompt: the prefill runs once per distinct row, and its
+    # cache and logits are copied to the rows that share it.
+    first, shared = distinct_rows(batch)
+    prefill = batch if first is None else {k: v[first] for k, v in batch.items()}
     try:
-        out = model(**batch, position_ids=positions, use_cache=True, **keep)
+        out = model(
+            **prefill,
+            position_ids=positions if first is None else positions[..., first, :],
+            use_cache=True,
+            **keep,
+        )
     finally:
         if handle is not None:
             handle.remove()
     cache = _returned_cache(out)
     logits = out.logits[:, -1].float()  # (B, V)
+    if first is not None:
+        cache.reorder_cache(shared)
+        logits = logits[shared]
     step_decoder = None
-    if len(captured) == 1 and captured[0] is not None and captured[0].shape[:2] == ids.shape:
+    prefill_shape = prefill["input_ids"].shape
+    if len(captured) == 1 and captured[0] is not None and captured[0].shape[:2] == prefill_shape:
         decoder, head = parts
         dec_cache = _cache_argument(decoder)
         if dec_cache and head_gives_logits(model, head, captured[0][:, -1:], out.logits[:, -1:]):
@@ -191,56 +206,57 @@ def decode_loop(
     live = list(range(size))
     running = torch.ones(size, dtype=torch.bool, device=device)
     steps: list[torch.Tensor] = []
-    for t in range(max_new_tokens):
-        logp_all = torch.log_softmax(logits if record_t == 1.0 else logits / record_t, dim=-1)
-        scores = logits if suppress is None else logits.masked_fill(suppress, -float("inf"))
-        if not greedy and temperature != 1.0:
-            scores = scores / temperature
-        if top_p_warper is not None:
-            scores = top_p_warper(None, scores)
-        if greedy:
-            new = torch.argmax(scores, dim=-1)
-        else:
-            new = sample_tokens(torch.softmax(scores, dim=-1))
-        if len(live) < size:  # finished rows are fed the pad token
-            new = torch.where(running, new, pad)
-        steps.append(logp_all.gather(1, new[:, None]).squeeze(1))
-        new_ids = new.tolist()
-        checked = []
-        for row in live:
-            token = new_ids[row]
-            rows[row].append(token)
-            if token in eos:
-                ends[row] = (t + 1, "eos")
-            elif stops and (finals is None or token in finals):
-                checked.append(row)
-        if checked:
-            tails = [rows[row][-window:] for row in checked]
-            for row, text in zip(checked, policy.tokenizer.batch_decode(tails), strict=True):
-                if any(s in text for s in stops):
-                    ends[row] = (t + 1, "stop")
-        finished = [row for row in live if ends[row] is not None]
-        if finished:
-            live = [row for row in live if ends[row] is None]
-            running[finished] = False
-        if not live or t + 1 == max_new_tokens:
-            break
-        if lean is not None and lean.checked:
-            with torch.inference_mode():
+    # with the lean step, no op of the loop records anything for autograd
+    with torch.inference_mode(lean is not None):
+        for t in range(max_new_tokens):
+            logp_all = torch.log_softmax(logits if record_t == 1.0 else logits / record_t, dim=-1)
+            scores = logits if suppress is None else logits.masked_fill(suppress, -float("inf"))
+            if not greedy and temperature != 1.0:
+                scores = scores / temperature
+            if top_p_warper is not None:
+                scores = top_p_warper(None, scores)
+            if greedy:
+                new = torch.argmax(scores, dim=-1)
+            else:
+                new = sample_tokens(torch.softmax(scores, dim=-1))
+            if len(live) < size:  # finished rows are fed the pad token
+                new = torch.where(running, new, pad)
+            steps.append(logp_all.gather(1, new[:, None]).squeeze(1))
+            new_ids = new.tolist()
+            checked = []
+            for row in live:
+                token = new_ids[row]
+                rows[row].append(token)
+                if token in eos:
+                    ends[row] = (t + 1, "eos")
+                elif stops and (finals is None or token in finals):
+                    checked.append(row)
+            if checked:
+                tails = [rows[row][-window:] for row in checked]
+                for row, text in zip(checked, policy.tokenizer.batch_decode(tails), strict=True):
+                    if any(s in text for s in stops):
+                        ends[row] = (t + 1, "stop")
+            finished = [row for row in live if ends[row] is not None]
+            if finished:
+                live = [row for row in live if ends[row] is None]
+                running[finished] = False
+            if not live or t + 1 == max_new_tokens:
+                break
+            if lean is not None and lean.checked:
                 logits = lean(new)
-            continue
-        mask = torch.cat([mask, mask.new_ones((size, 1))], dim=-1)
-        positions = positions[..., -1:] + 1
-        step = {"attention_mask": mask, "position_ids": positions, "use_cache": True}
-        if step_decoder is not None:
-            decoder, head, dec_cache = step_decoder
-            hidden = decoder(input_ids=new[:, None], **step, **{dec_cache: cache})
-            logits = head(hidden.last_hidden_state[:, -1]).float()
-            if lean is not None:  # the first step: the lean one must give the same logits
-                lean = lean if lean.check(new, logits) else None
-        else:
-            out = model(input_ids=new[:, None], **step, **{cache_name: cache}, **keep)
-            logits = out.logits[:, -1].float()
+                continue
+            mask = torch.cat([mask, mask.new_ones((size, 1))], dim=-1)
+            positions = positions[..., -1:] + 1
+            step = {"attention_mask": mask, "position_ids": positions, "use_cache": True}
+            if step_decoder is not None:
+                decoder, head, dec_cache = step_decoder
+                hidden = decoder(input_ids=new[:, None], **step, **{dec_cache: cache})
+                logits = head(hidden.last_hidden_state[:, -1]).float()
+                if lean is not None:  # the first step: the lean one must give the same logits
+                    lean = lean if lean.check(new, logits) else None
+            else:
+                out = model(input_ids=new[:, None], **step, **{cache_name: cache}, **keep)
+                logits = out.logits[:, -1].float()
     logprobs = torch.stack(steps, dim=1).cpu() if steps else torch.zeros((size, 0))
     length = len(steps)
     # A finished row was fed pads after its end; they are its ids from there on, as in generate.
@@ -442,6 +458,24 @@ def _attend(attn, q, keys, values, mask) -> torch.Tensor:
         packed = q.view(size, heads // groups, groups, dim)
         out = sdpa(packed, keys, values, attn_mask=mask, scale=attn.scaling)
     return out.reshape(size, heads * dim)
+
+
+def distinct_rows(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """``(first, shared)`` for a text batch whose rows repeat (a group's prompts): ``first``
+    (U,) the first row of each distinct row (ids and mask alike), ``shared`` (B,) which of
+    them each row is. ``(None, None)`` when every row is distinct or the batch carries
+    images (their patches are not laid out by row)."""
+    ids = batch["input_ids"]
+    size = ids.shape[0]
+    if "pixel_values" in batch or any(v.shape[0] != size for v in batch.values()):
+        return None, None
+    rows = torch.cat([ids, batch["attention_mask"].to(ids.dtype)], dim=1)
+    distinct, shared = torch.unique(rows, dim=0, return_inverse=True)
+    if distinct.shape[0] == size:
+        return None, None
+    order = torch.arange(size, device=ids.device)
+    first = torch.full((distinct.shape[0],), size, dtype=torch.long, device=ids.device)
+    return first.scatter_reduce_(0, shared, order, "amin"), shared
 
 
 def sample_tokens(probs: torch.Tensor) -> torch.Tensor:

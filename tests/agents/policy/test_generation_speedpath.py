@@ -241,3 +241,25 @@ def test_a_decoder_whose_layers_compute_something_else_keeps_its_own_forward(mon
     fast, reference = both(policy, inputs, max_new=16)
     assert G._LEAN_OK.get(decoder) is False
     assert_same(fast, reference)
+
+
+def test_repeated_prompts_are_prefilled_once_and_decode_as_generate(tiny_policy):
+    """A group's rows share a prompt: the prefill runs on the distinct rows only, and every
+    row still gets generate's turn."""
+    texts = ["the first prompt", "a second, longer prompt than the first one"]
+    inputs = [prompt(tiny_policy, texts[i % 2]) for i in range(6)]
+    batch = tiny_policy.collate(inputs, padding_side="left")
+    first, shared = G.distinct_rows(batch)
+    assert first.tolist() == [0, 1] or first.tolist() == [1, 0]
+    assert [int(first[s]) % 2 for s in shared] == [0, 1, 0, 1, 0, 1]
+    sizes = []
+    decoder = output_head(tiny_policy.model)[0]
+    handle = decoder.register_forward_hook(lambda _m, args, out: sizes.append(out[0].shape[0]))
+    try:
+        fast, reference = both(tiny_policy, inputs, max_new=12)
+    finally:
+        handle.remove()
+    assert_same(fast, reference)
+    assert sizes[0] == 2  # decode_loop's prefill: one row per distinct prompt
+    with_image = [prompt(tiny_policy, "x", [(28, 28)])] * 2
+    assert G.distinct_rows(tiny_policy.collate(with_image, padding_side="left")) == (None, None)
