@@ -128,24 +128,28 @@ class _ChunkedLogprobs(torch.autograd.Function):
         w = weight.detach().to(compute)
         logp = hidden.new_empty(n, dtype=torch.float32)
         recompute = any(ctx.needs_input_grad[:3]) and not keep
-        lse = hidden.new_empty(n if recompute else 0, dtype=torch.float32)
+        lse = hidden.new_empty(n, dtype=torch.float32)  # kept for backward when recomputing
         ent = hidden.new_empty(n, dtype=torch.float32) if want_entropy else None
         kept = ()
         with torch.no_grad(), torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, n, chunk):
                 z = _logits(hidden[s : s + chunk], w, bias, temperature)
-                if lse.numel():  # backward recomputes z and needs its log-sum-exp
-                    lse[s : s + chunk] = torch.logsumexp(z, dim=-1)
-                    log_p = z.sub_(lse[s : s + chunk, None])  # in place: one buffer less
-                else:
-                    log_p = torch.log_softmax(z, dim=-1)
-                logp[s : s + chunk] = log_p.gather(1, targets[s : s + chunk, None]).squeeze(1)
-                p = torch.exp(log_p) if ent is not None or keep else None
+                # z[target] - logsumexp(z): log_softmax's float32 rounding is coarser (~1e-5
+                # at |z| ~ 40, a real model's logits)
+                z_lse = torch.logsumexp(z, dim=-1)
+                lse[s : s + chunk] = z_lse
+                logp[s : s + chunk] = z.gather(1, targets[s : s + chunk, None]).squeeze(1) - z_lse
+                if ent is None and not keep:
+                    continue
+                log_p = z.sub_(z_lse[:, None])  # in place: one chunk buffer less
+                p = torch.exp(log_p)
                 if ent is not None:
                     # -sum p log p, not lse - sum p z: no cancellation of two large numbers
                     ent[s : s + chunk] = -(p * log_p).sum(-1)
                 if keep:
                     kept = (p, log_p) if want_entropy else (p,)
+        if not recompute:
+            lse = lse[:0]
         ctx.save_for_backward(hidden, weight, bias, targets, lse, ent, *kept)
         ctx.settings = (temperature, chunk, compute)
         if ent is None:
