@@ -17,6 +17,21 @@ The measurements, each in its own process (so that each peak RSS is its own):
   load falls on both; each side's figure is its median run, and the ratio is TRL's seconds
   over arft's, also given per repeat and in CPU seconds (``time.process_time``, the steadier
   figure on a shared machine).
+
+  What each side does in a step, both at their defaults:
+
+  - arft: samples the 16 completions with its own decode loop
+    (:func:`agents.policy.generation.decode_loop`: each group's prompt prefilled once, then
+    one token at a time through :class:`~agents.policy.generation.LeanDecoder` over
+    preallocated KV buffers, the log-probs of the sampled tokens recorded as it goes);
+    scores them with the frozen reference (one forward pass, chunked log-probs from the
+    decoder's hidden states, :mod:`agents.models.logprobs`); then one forward and backward
+    pass of the policy (GRPO loss, token entropy logged) and one AdamW step. With one update
+    per batch the ratio's "old" log-probs are the current ones detached, so no extra pass.
+  - TRL: samples with ``model.generate`` (transformers), scores the completions with its
+    reference model (β > 0), skips the old-log-prob pass as well (``num_iterations=1`` and
+    generation aligned with the optimizer step), then one forward and backward pass
+    (its default ``loss_type="dapo"``, entropy logged) and one AdamW step.
 - ``arft-<algo>``: the same single-turn workload with each other algorithm at its defaults
   (PPO's includes its critic's forward, and forward and backward, and its own optimizer; DAPO
   may roll out more groups when a group's rewards are all equal). The ratio is to GRPO's step.
