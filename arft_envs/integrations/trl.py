@@ -16,7 +16,10 @@ user turn and each tool method the tool's reply, both as TRL content blocks: tex
 images as ``{"type": "image", "image": PIL.Image}`` (TRL 1.16 passes a tool's list of blocks
 to the chat template as a multimodal tool message and feeds its images to a VLM, in
 generation and in the loss's forward pass). The repaired image a ``code`` call writes thus
-reaches the model, as in arft's own rollouts.
+reaches the model, as in arft's own rollouts. :func:`warm_start_dataset` gives TRL's
+``SFTTrainer`` the scripted expert's first call of each episode in exactly the context
+``GRPOTrainer`` renders for it (TRL's tools block, the image tokens), so that a warm start
+teaches calls GRPO's completions then make.
 
 ``trl`` and ``datasets`` are imported lazily, so ``import arft_envs`` stays light and
 torch-free. Install them with ``pip install arft[trl]``.
@@ -45,6 +48,7 @@ __all__ = [
     "qwen_vl_processor",
     "reward_functions",
     "stepwise_dataset",
+    "warm_start_dataset",
 ]
 
 RewardFn = Callable[..., list[float]]
@@ -346,3 +350,77 @@ def environment_factory(
         setattr(ArftEnvironment, schema["name"], _tool_method(schema["name"], schema))
     ArftEnvironment.__name__ = f"Arft{env_id.split('-')[0]}Environment"
     return ArftEnvironment
+
+
+def warm_start_dataset(environment: type, dataset: Any, processor: Any, chat_template=None):
+    """Rows for TRL's ``SFTTrainer``: each episode's first expert call, in GRPO's own context.
+
+    ``environment`` is the class given to ``GRPOTrainer(environment_factory=...)`` (from
+    :func:`environment_factory`), ``dataset`` the GRPO train dataset (its ``prompt`` and the
+    columns ``reset`` reads, e.g. ``seed``) and ``processor`` GRPO's processing class. For
+    each row the prompt is built as ``GRPOTrainer`` builds it: the row's last message plus
+    ``reset(**row)``'s opening turn, rendered by the processor's chat template with the
+    environment's tool methods as ``tools=`` (TRL's tools block) and an image placeholder per
+    image. The completion is the scripted expert's first turn as a bare call, rendered by the
+    same template (``<tool_call>…</tool_call><|im_end|>`` for Qwen).
+
+    Returns a ``datasets.Dataset`` with ``prompt`` and ``completion`` (rendered text) and
+    ``images`` (PIL images): a pre-rendered prompt-completion vision dataset, which TRL's
+    ``SFTTrainer`` trains on the completion only, with the images through the processor.
+    (TRL's own conversational path would render the prompt without ``tools=``, which is the
+    context GRPO never shows the model.) ``chat_template`` overrides the processor's, as
+    ``GRPOTrainer`` does when it swaps in a prefix-preserving training template.
+    """
+    import inspect
+
+    from datasets import Dataset
+    from trl.data_utils import prepare_multimodal_messages
+
+    from arft_envs.experts import ScriptedExpert
+
+    rows: dict[str, list] = {"prompt": [], "completion": [], "images": []}
+    instance = environment()
+    # the tools GRPOTrainer exposes: the environment's public methods, in inspect's order
+    tools = [
+        getattr(instance, name)
+        for name, _ in inspect.getmembers(type(instance), predicate=inspect.isfunction)
+        if name not in ("reset", "get_reward") and not name.startswith("_")
+    ]
+    try:
+        for i, row in enumerate(dataset):
+            prompt = row["prompt"]
+            opening = instance.reset(**row)
+            last = prompt[-1]["content"]
+            if isinstance(opening, list) and isinstance(last, str):
+                last = [{"type": "text", "text": last}]
+            if isinstance(opening, str) and isinstance(last, list):
+                opening = [{"type": "text", "text": opening}]
+            messages = prepare_multimodal_messages(
+                prompt[:-1] + [{**prompt[-1], "content": last + opening}]
+            )
+            call = ScriptedExpert().act(instance.env)
+            turn = {"role": "assistant", "content": "", "tool_calls": call["tool_calls"]}
+            kwargs = {"tools": tools, "chat_template": chat_template, "tokenize": False}
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, **kwargs)
+            full = processor.apply_chat_template(messages + [turn], **kwargs)
+            if not full.startswith(text):
+                raise ValueError(
+                    f"row {i}: the chat template renders the prompt differently once the "
+                    "expert's call follows it (not prefix-preserving); pass the template "
+                    "GRPOTrainer uses as chat_template (trl.chat_template_utils."
+                    "get_training_chat_template(processor))"
+                )
+            rows["prompt"].append(text)
+            rows["completion"].append(full[len(text) :])
+            rows["images"].append(
+                [
+                    part["image"]
+                    for m in messages
+                    if isinstance(m["content"], list)
+                    for part in m["content"]
+                    if part["type"] == "image"
+                ]
+            )
+    finally:
+        instance.env.close()
+    return Dataset.from_dict(rows)

@@ -179,3 +179,51 @@ def test_trl_template_and_processor_take_a_tool_image():
     assert text.count("<|vision_start|>") == 2
     assert text.index("<tool_response>") < text.rindex("<|vision_start|>")
     assert out["image_grid_thw"].shape[0] == 2
+
+
+def test_warm_start_rows_are_grpo_prompts_and_the_expert_call():
+    """Each warm-start row is the prompt GRPOTrainer renders for the episode (the row's
+    prompt, the env's opening turn, TRL's tools block, one image placeholder per image)
+    and a completion that TRL's own parser reads back as the expert's first call."""
+    pytest.importorskip("trl")
+    import tempfile
+
+    from datasets import Dataset
+    from trl.chat_template_utils import add_response_schema, parse_response, qwen3_vl_chat_template
+
+    from agents.models.tiny_qwen import save_tiny_qwen
+    from arft_envs.experts import ScriptedExpert
+    from arft_envs.integrations.trl import (
+        environment_factory,
+        qwen_vl_processor,
+        warm_start_dataset,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        processor = qwen_vl_processor(save_tiny_qwen(tmp), chat_template=qwen3_vl_chat_template)
+    environment = environment_factory("MATCoding-v0")
+    task = "Repair the image."
+    dataset = Dataset.from_dict(
+        {"prompt": [[{"role": "user", "content": task}]] * 2, "seed": [0, 1]}
+    )
+    rows = warm_start_dataset(environment, dataset, processor)
+    assert rows.column_names == ["prompt", "completion", "images"] and len(rows) == 2
+
+    add_response_schema(processor)
+    env = environment()
+    for seed, row in zip([0, 1], rows, strict=True):
+        prompt = row["prompt"]
+        assert prompt.startswith("<|im_start|>system\n# Tools") and "<tools>" in prompt
+        for name in ("problem", "code", "answer"):
+            assert f'"name": "{name}"' in prompt
+        assert prompt.endswith("<|im_start|>assistant\n")
+        user = prompt[prompt.index("<|im_start|>user\n") :]
+        assert user.startswith(f"<|im_start|>user\n{task}<|vision_start|>")  # row, then image
+        assert prompt.count("<|image_pad|>") == len(row["images"]) == 1
+        env.reset(seed=seed)
+        assert "<query>" in prompt and env.env.unwrapped.task.question in prompt
+        expert = ScriptedExpert().act(env.env)["tool_calls"]
+        tokenizer = processor.tokenizer
+        ids, prefix = tokenizer(row["completion"])["input_ids"], tokenizer(prompt)["input_ids"]
+        parsed = parse_response(tokenizer, ids, prefix=prefix)  # as GRPOTrainer parses
+        assert parsed["tool_calls"] == expert, row["completion"]
