@@ -91,7 +91,11 @@ def run_template(sock: socket.socket, cfg: ChildConfig, server_pid: int) -> NoRe
         pidfds: dict[int, int] = {}
         tick = None  # with a pidfd per child, every exit wakes us; without, look every 5 ms
         while True:
-            for fd, _ in poller.poll(tick):
+            events = poller.poll(tick)
+            # Exits first: the server waits for an exit, never for a spare forked ahead, so a
+            # request for one that came at the same time is answered after the report.
+            _report_exits(sock)
+            for fd, _ in events:
                 if fd != sock.fileno():
                     poller.unregister(fd)
                     os.close(fd)
@@ -116,18 +120,23 @@ def run_template(sock: socket.socket, cfg: ChildConfig, server_pid: int) -> NoRe
                     except (AttributeError, OSError):
                         tick = 5
                 sock.send(marshal.dumps(("pid", pid)))
-            while True:
-                try:
-                    pid, status, ru = os.wait4(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                sock.send(marshal.dumps(("exit", pid, status, ru.ru_utime + ru.ru_stime)))
+            _report_exits(sock)
     except BaseException:
         pass
     finally:
         os._exit(0)
+
+
+def _report_exits(sock: socket.socket) -> None:
+    """Reap every child that has ended; send ``("exit", pid, wait status, CPU seconds)``."""
+    while True:
+        try:
+            pid, status, ru = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        sock.send(marshal.dumps(("exit", pid, status, ru.ru_utime + ru.ru_stime)))
 
 
 def _spawn(cfg: ChildConfig, fds: list[int], template_pid: int) -> int:

@@ -664,10 +664,10 @@ class Server:
         the template's children must go.
 
         The call's own process may still be a zombie here, waiting for the template to reap
-        it, and a zombie keeps its group alive for ``killpg``. In ``bwrap`` that is all the
-        group can hold once nothing else is listed (its other members cannot be the
-        template's children), so nobody waits for the template; in ``process`` the template
-        is asked first.
+        it, and a zombie keeps its group alive for ``killpg``. In ``bwrap``, once that process
+        has exited and nothing else is listed, the zombie is all the group holds (its other
+        members cannot be the template's children), so nobody waits for the template; in
+        ``process`` the template is asked first.
         """
         pgid = child.pid
         end = time.monotonic() + budget_s
@@ -691,8 +691,8 @@ class Server:
                         os.kill(p, signal.SIGKILL)
                     except OSError:
                         pass
-                if not others:
-                    group_alive = False  # at most its first process is left, a zombie
+                if not others and child.exited():
+                    group_alive = False  # all that is left of it is its first process, a zombie
             elif group_alive and not child.ended:
                 self.template.wait(child)
                 continue
