@@ -12,25 +12,29 @@ does not recognise).
 Two TRL stages, no arft trainer code:
 
 1. **Warm start** with TRL's ``SFTTrainer`` on the scripted expert's first call of each
-   episode (``<tool_call>{"name": "problem", ...}</tool_call>``). tiny-qwen's weights are
-   random: it never writes a parseable call, so no tool would ever run and every episode
-   would return 0. As in ``trl_single_turn.py`` the warm start trains on text only, each
-   sequence cut to its last ``--warm-max-length`` tokens, to stay cheap on CPU.
+   episode (``<tool_call>{"name": "problem", ...}</tool_call>``), in exactly the prompt
+   GRPO renders: :func:`~arft_envs.integrations.trl.warm_start_dataset` builds each row as
+   ``GRPOTrainer`` does (the row's prompt plus ``reset``'s opening turn, TRL's tools block in
+   the system turn, the task image's tokens). tiny-qwen's random weights never write a
+   parseable call, so without it no tool would run and every return would be 0. It runs
+   in two parts, because TRL's CPU loss scores every position of a row over the 151k
+   vocabulary and the rows are ~700 tokens long:
+
+   a. ``--warm-text-steps`` steps on the text of each row's last 48 tokens (the end of the
+      query, the generation prompt and the call): cheap, and enough to learn the call's
+      JSON (token accuracy ~0.84);
+   b. ``--warm-steps`` steps on the whole rows, images included, to carry the call over to
+      GRPO's long context. Part (a) alone does not: in GRPO's context its model starts
+      ``<tool_call>`` and writes broken JSON, so no call parses (measured with 60 and 120
+      text-only steps: tool calls 0 in GRPO). Part (b) alone learns too slowly to afford
+      (40 steps: token accuracy 0.37, no sampled call parses).
 2. **GRPO** with TRL's ``GRPOTrainer`` and ``environment_factory``, sampled at
-   ``--temperature`` (0.5).
+   ``--temperature`` 0.5. The rows' tasks all have one problem (``--diagnosis``,
+   rotation90): a call that parses and names it returns 1, a broken or wrong one 0, and
+   some sampled calls are each, so the rewards differ within a group.
 
-**Not yet learning.** Measured (seed 0, 60 SFT steps, teacher-forced token accuracy 0.87):
-in GRPO no completion parsed as a call (``tools/call_frequency`` 0; at T = 0.5 and at
-T = 1), so every return is 0 and the within-group std is 0; 120 SFT steps (token accuracy
-0.94) gave the same. The text-only warm start does
-not carry over to GRPO's context, which adds TRL's tools block and the image tokens: the
-model starts ``<tool_call>`` and then writes broken JSON. The next step is a warm start on
-the full GRPO prompt (the VLM processor, the ``tools`` column, the image), several times
-dearer per step on CPU. The example does show the rest working end to end: TRL's tool loop
-over the env's tools, the task image reaching the VLM through ``reset``, the env's return
-as the reward.
-
-Prints, per GRPO step, the mean reward and the mean within-group std of the reward.
+Prints, per GRPO step, the mean reward, the group's reward std and the tool calls per
+completion (TRL's ``tools/call_frequency``). Deterministic on CPU for a given ``--seed``.
 
     python examples/trl_multi_turn.py --steps 2
 """
@@ -38,134 +42,88 @@ Prints, per GRPO step, the mean reward and the mean within-group std of the rewa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+import _trl_common as common
 
 TASK = "Repair the image with the tools, then answer."
 
 
-def expert_first_calls(seeds):
-    """(opening text, first expert call as Qwen's ``<tool_call>`` text) for each seed."""
+def seeds_with(diagnosis: list[str], n: int) -> list[int]:
+    """The first ``n`` seeds whose MATCoding task has exactly the problems ``diagnosis``."""
     import gymnasium as gym
 
-    import arft_envs  # noqa: F401
-    from arft_envs.experts import ScriptedExpert
+    import arft_envs  # noqa: F401  (registers the ids)
 
-    env = gym.make("MATCoding-v0", action_format="tool_calls")
-    pairs = []
-    for seed in seeds:
+    env, seeds, seed = gym.make("MATCoding-v0"), [], 0
+    while len(seeds) < n:
         env.reset(seed=seed)
-        call = ScriptedExpert().act(env)["tool_calls"][0]["function"]
-        opening = "".join(p.get("text") or "" for m in env.unwrapped.messages for p in m["content"])
-        pairs.append((opening, f"<tool_call>\n{json.dumps(call)}\n</tool_call>"))
+        if sorted(env.unwrapped.task.meta["degradations"]) == sorted(diagnosis):
+            seeds.append(seed)
+        seed += 1
     env.close()
-    return pairs
+    return seeds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=2, help="GRPO steps")
-    parser.add_argument("--rows", type=int, default=4)
-    parser.add_argument("--group", type=int, default=4, help="completions per prompt")
-    parser.add_argument("--max-completion-length", type=int, default=64)
-    parser.add_argument("--max-tool-calls", type=int, default=1)
-    parser.add_argument("--temperature", type=float, default=0.5)
-    parser.add_argument("--warm-steps", type=int, default=60, help="SFT steps before GRPO")
-    parser.add_argument("--warm-lr", type=float, default=2e-2)
-    parser.add_argument("--warm-max-length", type=int, default=48)
-    parser.add_argument("--log-completions", action="store_true", help="print TRL's table")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--warm-text-steps", type=int, default=80, help="SFT steps on the rows' last tokens"
+    )
+    parser.add_argument("--warm-text-lr", type=float, default=2e-2)
+    parser.add_argument(
+        "--diagnosis", default="rotation90", help="the rows' tasks all have this one problem"
+    )
+    args = common.add_args(
+        parser,
+        max_completion_length=64,
+        temperature=0.5,
+        warm_steps=16,
+        warm_batch=2,
+        warm_lr=1e-2,
+        warm_max_length=None,
+    )
 
-    import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+    from trl import GRPOTrainer
     from trl.chat_template_utils import qwen3_vl_chat_template
 
-    from agents.models.tiny_qwen import save_tiny_qwen
-    from arft_envs.integrations.trl import environment_factory, qwen_vl_processor
+    from arft_envs.integrations.trl import environment_factory, warm_start_dataset
 
-    torch.set_num_threads(1)
-    seeds = list(range(args.rows))
-    prompt = [{"role": "user", "content": TASK}]
-    dataset = Dataset.from_dict({"prompt": [prompt] * args.rows, "seed": seeds})
-
-    class PrintReward(TrainerCallback):
-        def on_log(self, _args, state, control, logs=None, **kw):
-            if logs and "reward" in logs:
-                print(
-                    f"step {state.global_step}: reward {logs['reward']:.4f} "
-                    f"group_std {logs.get('reward_std', float('nan')):.4f}",
-                    flush=True,
-                )
+    # one task per row: the row's seed picks the episode's task in reset()
+    dataset = Dataset.from_dict(
+        {
+            "prompt": [[{"role": "user", "content": TASK}]] * args.rows,
+            "seed": list(range(args.rows)),
+        }
+    )
+    environment = environment_factory("MATCoding-v0")
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_tiny_qwen(os.path.join(tmp, "tiny-qwen"))
-        processor = qwen_vl_processor(model_dir, chat_template=qwen3_vl_chat_template)
-
-        pairs = expert_first_calls(seeds)
-        warm_rows = Dataset.from_dict(
-            {
-                "prompt": [[{"role": "user", "content": TASK + text}] for text, _ in pairs],
-                "completion": [[{"role": "assistant", "content": call}] for _, call in pairs],
-            }
+        model_dir, processor = common.tiny_qwen(tmp, chat_template=qwen3_vl_chat_template)
+        rows = warm_start_dataset(environment, dataset, processor)
+        # stage 1, cheap: the call's JSON, from the text of each row's last 48 tokens
+        model = common.warm_start(
+            str(model_dir),
+            processor.tokenizer,
+            rows.remove_columns("images"),
+            os.path.join(tmp, "sft-text"),
+            args,
+            steps=args.warm_text_steps,
+            lr=args.warm_text_lr,
+            max_length=48,
+            truncation_mode="keep_end",
         )
-        warm = SFTTrainer(
-            model=str(model_dir),
-            args=SFTConfig(
-                output_dir=os.path.join(tmp, "sft"),
-                max_steps=args.warm_steps,
-                per_device_train_batch_size=args.rows,
-                learning_rate=args.warm_lr,
-                lr_scheduler_type="constant",
-                max_length=args.warm_max_length,
-                truncation_mode="keep_end",
-                logging_steps=max(1, args.warm_steps // 4),
-                report_to=[],
-                save_strategy="no",
-                use_cpu=True,
-                dataloader_num_workers=0,
-                disable_tqdm=True,
-                seed=args.seed,
-                model_init_kwargs={"dtype": "float32"},
-            ),
-            train_dataset=warm_rows,
-            processing_class=processor.tokenizer,
-        )
-        result = warm.train()
-        print(f"warm start: {args.warm_steps} SFT steps, mean loss {result.training_loss:.3f}")
-
-        config = GRPOConfig(
-            output_dir=os.path.join(tmp, "out"),
-            max_steps=args.steps,
-            per_device_train_batch_size=args.group,
-            num_generations=args.group,
-            max_completion_length=args.max_completion_length,
-            max_tool_calling_iterations=args.max_tool_calls,
-            logging_steps=1,
-            learning_rate=1e-4,
-            report_to=[],
-            save_strategy="no",
-            use_cpu=True,
-            dataloader_num_workers=0,
-            temperature=args.temperature,
-            disable_tqdm=True,
-            seed=args.seed,
-            log_completions=args.log_completions,
-        )
+        # stage 2: the same call in GRPO's whole context (tools block, image tokens)
+        model = common.warm_start(model, processor, rows, os.path.join(tmp, "sft"), args)
         trainer = GRPOTrainer(
-            model=warm.model,
-            args=config,
+            model=model,
+            args=common.grpo_config(os.path.join(tmp, "out"), args, max_tool_calling_iterations=1),
             train_dataset=dataset,
             processing_class=processor,
-            environment_factory=environment_factory("MATCoding-v0"),
-            callbacks=[PrintReward()],
+            environment_factory=environment,
+            callbacks=[common.print_reward()],
         )
         trainer.train()
 

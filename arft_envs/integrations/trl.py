@@ -216,6 +216,20 @@ def qwen_vl_processor(model_dir: Any, chat_template: str | None = None):
             self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
+        def __call__(self, *args, **kwargs):
+            """As Qwen's, with the image fields as torch tensors even when no
+            ``return_tensors`` is asked for: the torchvision-free image processor gives numpy
+            arrays there, and TRL 1.16's tool loop (``environment_factory`` with a VLM)
+            merges them per prompt with ``torch.cat`` and then calls ``.prod`` on the grid,
+            which a list of numpy rows does not have."""
+            import torch
+
+            out = super().__call__(*args, **kwargs)
+            for key in ("pixel_values", "image_grid_thw"):
+                if isinstance(out.get(key), np.ndarray):
+                    out[key] = torch.from_numpy(out[key])
+            return out
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
