@@ -70,7 +70,7 @@ bench: install
 # Every algorithm from the same warm starts, 3 seeds: hours on two cores, so not part of `bench`.
 bench-algorithms: install
 	$(PIP) install -q -e ".[$(EXTRAS),bench]"
-	OMP_NUM_THREADS=1 $(PY) benchmarks/algorithms_demo.py --jobs 2
+	OMP_NUM_THREADS=1 $(PY) benchmarks/algorithms_demo.py --steps 24 --groups-per-step 2 --eval-samples 2 --option critic_learning_rate=2e-4 --jobs 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
