@@ -6,10 +6,11 @@ What runs:
 1. **one warm start**, shared by every algorithm and seed: the demo's SFT (``python -m
    agents.demo``'s settings, read from ``configs/easy_coding_tiny.yaml``: the tiny model, 300
    supervised steps on episodes of the noisy annotator :class:`~agents.demo.MislabellingExpert`)
-   with ``--warm-start-seed`` (0), saved once, then measured once on the held-out tasks: the
-   ``sft`` row. One warm start, not one per seed: the demo's warm starts differ by seed far
-   more than RL moves them (greedy success 0.48 to 1.00), so per-seed warm starts made the
-   spread over seeds a measure of the warm start, not of the algorithm;
+   with ``--warm-start-seed`` (0), saved once, then measured on the held-out tasks with each
+   seed's sampling (:func:`warm_measure_job`): the ``sft`` row, whose sd over seeds is the
+   measurement's own noise. One warm start, not one per seed: the demo's warm starts differ
+   by seed far more than RL moves them (greedy success 0.48 to 1.00), so per-seed warm starts
+   made the spread over seeds a measure of the warm start, not of the algorithm;
 2. **each algorithm** of :data:`agents.algorithms.ALGORITHMS` starts from that saved model,
    once per seed (the seed sets the task stream and rollout sampling, the same for every
    algorithm), with the same step budget and the demo's training settings wherever the
@@ -19,11 +20,11 @@ What runs:
    in the JSON (``dropped``): PPO has no ``beta`` (its KL weight, ``kl_coef``, defaults to 0),
    and only GRPO has the demo's per-turn credit (``credit: turn``); the others credit episode
    returns;
-3. each trained policy is measured on the same held-out tasks as the warm start (the demo's
-   :func:`~agents.demo.evaluate_success`: sampled at the demo's temperature with
-   ``--eval-samples`` episodes per task, and greedy), and compared with it by
-   :func:`~agents.demo.paired_gain` (a bootstrap over tasks; the gain is "measurable" when the
-   95 % interval excludes 0).
+3. each trained policy is measured on the same held-out tasks as the warm start, with its
+   seed's sampling (the demo's :func:`~agents.demo.evaluate_success`: sampled at the demo's
+   temperature with ``--eval-samples`` episodes per task, and greedy), and compared with the
+   warm start's measurement on the same seed by :func:`~agents.demo.paired_gain` (a bootstrap
+   over tasks; the gain is "measurable" when the 95 % interval excludes 0).
 
 Outputs (``--output``, default ``benchmarks/results``): ``algorithms_demo.json`` (every run:
 held-out rates, per-step training return, seconds, dropped settings, gains over the warm
