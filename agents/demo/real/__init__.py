@@ -22,6 +22,7 @@ _RUNNER = (
     "CONFIG",
     "RealSettings",
     "SeedProcessDied",
+    "finished_seed",
     "freeze_lower_layers",
     "load_config",
     "main",

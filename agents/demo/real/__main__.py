@@ -321,35 +321,55 @@ def _printer(seed: int, start: float):
 # ---------------------------------------------------------------------------- the seeds
 
 
-def _run_seed_job(args: tuple[dict, int]) -> dict[str, Any]:
-    values, seed = args
-    return run_seed(RealSettings(**values), seed)
+def _run_seed_job(values: dict, seed: int) -> None:
+    run_seed(RealSettings(**values), seed)  # its result is seed_N/result.json
 
 
 class SeedProcessDied(RuntimeError):
     """A seed's process ended without a result (killed by the OS, e.g. out of memory)."""
 
 
-def _run_side_by_side(jobs: list[tuple[dict, int]], workers: int) -> list[dict[str, Any]]:
-    """The seeds' jobs in ``workers`` spawned processes, in seed order. A process that dies
-    (a pool would wait for it forever) fails the run with :class:`SeedProcessDied`."""
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+def _run_side_by_side(settings: RealSettings, seeds: list[int], workers: int) -> list[dict]:
+    """The seeds' runs in spawned processes, ``workers`` at a time, one process a seed; their
+    results (``seed_N/result.json``) in seed order. A process that ends without its result
+    stops the others and fails the run with :class:`SeedProcessDied`, naming the seed and the
+    exit code (-9: killed, most often by the kernel for memory).
 
+    Processes rather than a ``ProcessPoolExecutor``: on Python 3.11 a pool whose worker was
+    killed waited for it forever (two of three seeds were, on a loaded VM)."""
     # Under `python -m agents.demo.real` this module is __main__, which a spawned process
     # does not re-run (multiprocessing skips a package's __main__): the job is pickled as the
     # importable module's function instead.
     from agents.demo.real import __main__ as importable
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
-        try:
-            return list(pool.map(importable._run_seed_job, jobs))
-        except BrokenProcessPool as err:
-            raise SeedProcessDied(
-                "a seed's process died without a result (killed by the operating system, "
-                "often for memory: each seed needs ~2 GB); rerun with fewer --parallel"
-            ) from err
+    values = asdict(settings)
+    pending, running = list(seeds), {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                seed = pending.pop(0)
+                running[seed] = context.Process(
+                    target=importable._run_seed_job, args=(values, seed), name=f"seed {seed}"
+                )
+                running[seed].start()
+            for seed, process in list(running.items()):
+                if process.is_alive():
+                    continue
+                process.join()
+                del running[seed]
+                if finished_seed(settings, seed) is None:
+                    raise SeedProcessDied(
+                        f"seed {seed}'s process ended with exit code {process.exitcode} and no "
+                        f"result (-9: killed, most often for memory: each seed needs ~2-4 GB); "
+                        "rerun with fewer --parallel: the seeds that finished are reused"
+                    )
+            time.sleep(0.5)
+    finally:
+        for process in running.values():
+            process.terminate()
+            process.join()
+    return [finished_seed(settings, seed) for seed in seeds]
 
 
 def run_demo(settings: RealSettings) -> dict[str, Any]:
@@ -365,12 +385,12 @@ def run_demo(settings: RealSettings) -> dict[str, Any]:
     done = {seed: finished_seed(settings, seed) for seed in settings.seeds}
     for seed in (s for s, result in done.items() if result is not None):
         print(f"[seed {seed}] finished by an earlier run with these settings: reused", flush=True)
-    jobs = [(values, seed) for seed, result in done.items() if result is None]
-    workers = min(settings.parallel, len(jobs))
+    todo = [seed for seed, result in done.items() if result is None]
+    workers = min(settings.parallel, len(todo))
     if workers <= 1:
-        ran = [_run_seed_job(job) for job in jobs]
+        ran = [run_seed(settings, seed) for seed in todo]
     else:
-        ran = _run_side_by_side(jobs, workers)
+        ran = _run_side_by_side(settings, todo, workers)
     ran_by_seed = {r["seed"]: r for r in ran}
     seeds = [done[s] if done[s] is not None else ran_by_seed[s] for s in settings.seeds]
     summary = {

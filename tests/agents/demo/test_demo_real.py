@@ -14,11 +14,13 @@ from agents.demo.real import (
     HastyExpert,
     RealSettings,
     across_seeds,
+    finished_seed,
     hasty_turn,
     load_config,
     main,
     paired_f1_gain,
 )
+from agents.demo.real.__main__ import SeedProcessDied, _run_side_by_side
 from arft_envs.rewards import score_answer
 from arft_envs.tasks.search.styles import DatasetStyleSearch
 
@@ -113,7 +115,7 @@ def test_a_bad_flag_value_is_one_clear_message(capsys, argv, named):
     assert named in err and "Traceback" not in err
 
 
-def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path):
+def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path, capsys):
     """The real SmolLM2-135M-Instruct through every phase, at the smallest budgets."""
     flags = dict(
         output=tmp_path, seeds=0, parallel=1, heldout=1, eval_samples=1, steps=1,
@@ -152,3 +154,18 @@ def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path):
     assert not (tmp_path / "seed_0" / "train" / "checkpoints").exists()
     defaults = RealSettings()
     assert defaults.steps > 1 and defaults.seeds == (0, 1, 2)  # the real demo is bigger
+    # a rerun with the same settings reuses the finished seed (no model is loaded) ...
+    assert main(argv) == 0
+    assert "seed 0] finished by an earlier run" in capsys.readouterr().out
+    assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == summary["seeds"]
+    # ... and one with other settings does not
+    other = RealSettings(**{**flags, "output": str(tmp_path), "seeds": (0,), "steps": 2})
+    assert finished_seed(other, 0) is None
+    assert finished_seed(RealSettings(**{**flags, "output": str(tmp_path), "seeds": (0,)}), 0)
+
+
+def test_a_seed_process_that_ends_without_its_result_fails_the_run_and_names_it(tmp_path):
+    # each seed's process fails at once (no such model): the run stops, it does not wait
+    settings = RealSettings(output=str(tmp_path), seeds=(0, 1), model="no/such/model.gguf")
+    with pytest.raises(SeedProcessDied, match=r"seed [01]'s process ended with exit code 1"):
+        _run_side_by_side(settings, [0, 1], workers=2)
