@@ -4,7 +4,6 @@ value; checkpoints, kill-and-resume and two DDP processes with the critic."""
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from accelerate_train import launch, script_env
 from learning import assert_learns, train
 
 from agents.algorithms.ppo import (
@@ -149,16 +149,10 @@ def test_ppo_checkpoints_hold_the_critic_beside_the_policy(tiny_policy, tmp_path
 SCRIPT = Path(__file__).with_name("ppo_train.py")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("WORLD_SIZE", None)
-    return env
-
-
 def test_ppo_killed_and_resumed_continues_exactly(tmp_path):
     steps = 4
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), str(steps)], env=_env(),
+    process = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), str(steps)], env=script_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     marker = killed / "checkpoints" / "step_000002" / "trainer_state.json"
     deadline = time.time() + 180
@@ -171,11 +165,11 @@ def test_ppo_killed_and_resumed_continues_exactly(tmp_path):
     done = sorted(int(p.name.split("_")[1]) for p in (killed / "checkpoints").glob("step_*"))
     assert max(done) < steps, "the run finished before it was killed; nothing to resume"
     resumed = subprocess.run([sys.executable, str(SCRIPT), str(killed), str(steps), "--resume"],
-                             env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+                             env=script_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout
     clean = tmp_path / "clean"
-    subprocess.run([sys.executable, str(SCRIPT), str(clean), str(steps)], env=_env(), check=True,
+    subprocess.run([sys.executable, str(SCRIPT), str(clean), str(steps)], env=script_env(), check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     rows = [
         [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -192,16 +186,7 @@ def test_ppo_killed_and_resumed_continues_exactly(tmp_path):
 
 
 def test_ppo_on_two_ddp_processes_keeps_policy_and_critic_identical(tmp_path):
-    launcher = Path(sys.executable).with_name("accelerate")
-    launcher = str(launcher) if launcher.exists() else "accelerate"
-    result = subprocess.run(
-        [
-            launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-            str(SCRIPT), str(tmp_path), "2",
-        ],
-        env=_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = launch(SCRIPT, str(tmp_path), "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     digests = [(tmp_path / f"weights_rank{r}.sha256").read_text().split() for r in (0, 1)]
     assert digests[0] == digests[1] and len(digests[0]) == 2  # policy and critic
