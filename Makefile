@@ -67,7 +67,8 @@ bench: install
 		$(PY) $$b || exit 1; \
 	done
 
-# Every algorithm from the same warm starts, 3 seeds: hours on two cores, so not part of `bench`.
+# Every algorithm from one shared warm start, 3 seeds, 24 steps each: about 50 min of wall time
+# on two (loaded) cores, so not part of `bench`.
 bench-algorithms: install
 	$(PIP) install -q -e ".[$(EXTRAS),bench]"
 	OMP_NUM_THREADS=1 $(PY) benchmarks/algorithms_demo.py --steps 24 --groups-per-step 2 --eval-samples 2 --option critic_learning_rate=2e-4 --jobs 2
