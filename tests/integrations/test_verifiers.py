@@ -192,3 +192,23 @@ def test_importing_arft_envs_pulls_no_verifiers():
     code = "import sys, arft_envs; assert 'verifiers' not in sys.modules, 'verifiers pulled'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_fresh_process_loads_the_plug_in_by_its_id(tmp_path):
+    """What ``vf-eval arft_verifiers`` does: verifiers imports the id as a top-level module
+    (``arft_verifiers.py``, installed with arft), with no arft import beforehand."""
+    code = (
+        "import sys, verifiers.v1 as vf\n"
+        "assert 'arft_envs' not in sys.modules\n"
+        "config = vf.resolve_env_config({'taskset': {'id': 'arft_verifiers',"
+        " 'env_id': 'HotpotQA-v0', 'seeds': [3, 4]}})\n"
+        "env = vf.load_environment(config)\n"
+        "from arft_envs.integrations.verifiers import ArftEnv\n"
+        "assert isinstance(env, ArftEnv), type(env)\n"
+        "print(len(list(env.taskset)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["2"]
