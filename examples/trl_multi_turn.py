@@ -22,21 +22,21 @@ Two TRL stages, no arft trainer code:
 
    a. ``--warm-text-steps`` steps on the text of each row's last 48 tokens (the end of the
       query, the generation prompt and the call): cheap, and enough to learn the call's
-      JSON (token accuracy ~0.84);
+      JSON (token accuracy 0.92);
    b. ``--warm-steps`` steps on the whole rows, images included, to carry the call over to
       GRPO's long context. Part (a) alone does not: in GRPO's context its model starts
       ``<tool_call>`` and writes broken JSON, so no call parses (measured with 60 and 120
       text-only steps: tool calls 0 in GRPO). Part (b) alone learns too slowly to afford
       (40 steps: token accuracy 0.37, no sampled call parses).
 2. **GRPO** with TRL's ``GRPOTrainer`` and ``environment_factory``, sampled at
-   ``--temperature`` 0.5. The rows' tasks all have one problem (``--diagnosis``,
-   rotation90): a call that parses and names it returns 1, a broken or wrong one 0, and
-   some sampled calls are each, so the rewards differ within a group.
+   ``--temperature`` 0.5, for ``--steps`` 4 (each task's group once). The four tasks
+   (``--seeds``) all have one problem, overexposure: a call that parses and names it
+   returns 1, a broken or wrong one 0, and a group that holds both has reward spread.
 
 Prints, per GRPO step, the mean reward, the group's reward std and the tool calls per
 completion (TRL's ``tools/call_frequency``). Deterministic on CPU for a given ``--seed``.
 
-    python examples/trl_multi_turn.py --steps 2
+    python examples/trl_multi_turn.py
 """
 
 from __future__ import annotations
@@ -50,22 +50,6 @@ import _trl_common as common
 TASK = "Repair the image with the tools, then answer."
 
 
-def seeds_with(diagnosis: list[str], n: int) -> list[int]:
-    """The first ``n`` seeds whose MATCoding task has exactly the problems ``diagnosis``."""
-    import gymnasium as gym
-
-    import arft_envs  # noqa: F401  (registers the ids)
-
-    env, seeds, seed = gym.make("MATCoding-v0"), [], 0
-    while len(seeds) < n:
-        env.reset(seed=seed)
-        if sorted(env.unwrapped.task.meta["degradations"]) == sorted(diagnosis):
-            seeds.append(seed)
-        seed += 1
-    env.close()
-    return seeds
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -73,10 +57,11 @@ def main() -> None:
     )
     parser.add_argument("--warm-text-lr", type=float, default=2e-2)
     parser.add_argument(
-        "--diagnosis", default="rotation90", help="the rows' tasks all have this one problem"
+        "--seeds", default="1,9,39,41", help="the rows' task seeds (all overexposure tasks)"
     )
     args = common.add_args(
         parser,
+        steps=4,
         max_completion_length=64,
         temperature=0.5,
         warm_steps=16,
@@ -91,12 +76,13 @@ def main() -> None:
 
     from arft_envs.integrations.trl import environment_factory, warm_start_dataset
 
-    # one task per row: the row's seed picks the episode's task in reset()
+    # one task per row (the row's seed picks the episode's task in reset()), all four with
+    # one problem, overexposure: tiny-qwen's random vision tower cannot tell images apart,
+    # so the warm start teaches one call. (Seeds 0-3, four different diagnoses: the calls
+    # parse, 0.25-0.75 per completion, but none names its task's problems: reward 0.)
+    seeds = [int(x) for x in args.seeds.split(",")]
     dataset = Dataset.from_dict(
-        {
-            "prompt": [[{"role": "user", "content": TASK}]] * args.rows,
-            "seed": list(range(args.rows)),
-        }
+        {"prompt": [[{"role": "user", "content": TASK}]] * len(seeds), "seed": seeds}
     )
     environment = environment_factory("MATCoding-v0")
 
