@@ -32,7 +32,7 @@ seconds on one core, so every choice shortens episodes or passes:
 
 - one search result per query (``k=1``: the gold query's document ranks first on every task),
   which halves an episode (~600 tokens instead of ~1100 with the default four);
-- 64 new tokens a turn (the longest annotated turn is ~55), bf16 autocast, one torch thread
+- 80 new tokens a turn (the longest annotated turn is 66), bf16 autocast, one torch thread
   per process, and the seeds run side by side (``--parallel``, one process each: three
   processes on two cores finish sooner than two and then one);
 - no KL term (``beta=0``: no reference forward), and only the top ``train_layers`` decoder
@@ -78,8 +78,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo_real.yaml"
 HELDOUT_BASE = 2_100_000_000
 RESULT = "result.json"  # a finished seed's result, in seed_N/
 # glibc maps blocks from 1 MiB up and unmaps them when freed, so that a seed process's RSS
-# follows what is alive (without it, freed activations and logits stay resident): three seed
-# processes beside other work on a small machine were killed for memory
+# follows what is alive (without it, freed activations and logits stay resident)
 MMAP_THRESHOLD = str(1 << 20)
 
 
@@ -299,7 +298,9 @@ def finished_seed(settings: RealSettings, seed: int) -> dict[str, Any] | None:
 
 def _json_settings(settings: RealSettings) -> dict[str, Any]:
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
-    values.pop("seeds"), values.pop("parallel")  # which seeds run, and how many at once
+    # which seeds run, how many at once, and the folder (written relative or absolute) are
+    # not settings of a seed's result
+    values.pop("seeds"), values.pop("parallel"), values.pop("output")
     return {**values, "config": load_config()}
 
 
@@ -335,8 +336,9 @@ def _run_side_by_side(settings: RealSettings, seeds: list[int], workers: int) ->
     stops the others and fails the run with :class:`SeedProcessDied`, naming the seed and the
     exit code (-9: killed, most often by the kernel for memory).
 
-    Processes rather than a ``ProcessPoolExecutor``: on Python 3.11 a pool whose worker was
-    killed waited for it forever (two of three seeds were, on a loaded VM)."""
+    Processes rather than a ``ProcessPoolExecutor``: a pool's shutdown waits for every running
+    seed, so a seed that failed in its first minutes was reported only when the last one
+    finished, 45 minutes later."""
     # Under `python -m agents.demo.real` this module is __main__, which a spawned process
     # does not re-run (multiprocessing skips a package's __main__): the job is pickled as the
     # importable module's function instead.
