@@ -331,23 +331,38 @@ def _repair_note(trajectory) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.demo``: one flag per :class:`DemoSettings` field."""
-    defaults = DemoSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.demo", description=__doc__.split("\n\n")[0]
-    )
-    hints = typing.get_type_hints(DemoSettings)
-    for f in fields(DemoSettings):
-        value = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, tuple):
-            parser.add_argument(flag, nargs="+", default=list(value))
-        else:
-            parser.add_argument(flag, type=_value_type(hints[f.name]), default=value)
+    parser = settings_parser(DemoSettings, "python -m agents.demo", __doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
     values = vars(args)
     values["degradations"] = tuple(values["degradations"])
     run_demo(DemoSettings(**values))
     return 0
+
+
+def settings_parser(settings: type, prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with one flag per field of the ``settings`` dataclass (``--field-name``), whose
+    defaults are a default instance's values; a tuple field takes one or more values of its
+    element type. What both demos' command lines are."""
+    defaults = settings()
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    hints = typing.get_type_hints(settings)
+    for f in fields(settings):
+        value = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, tuple):
+            element = _tuple_element(hints[f.name])
+            parser.add_argument(flag, nargs="+", type=element, default=list(value))
+        else:
+            parser.add_argument(flag, type=_value_type(hints[f.name]), default=value)
+    return parser
+
+
+def _tuple_element(hint: Any) -> type:
+    """``int`` of ``tuple[int, ...]`` (or of ``tuple[int, ...] | None``); ``str`` otherwise."""
+    for candidate in (hint, *typing.get_args(hint)):
+        if typing.get_origin(candidate) is tuple:
+            return typing.get_args(candidate)[0]
+    return str
 
 
 def _value_type(hint: Any) -> type:

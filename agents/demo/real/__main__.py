@@ -53,22 +53,21 @@ settings, one seed's run, the seeds side by side).
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
 import resource
 import sys
 import time
-import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.demo.__main__ import _value_type
 from agents.demo.__main__ import load_config as _load_config
+from agents.demo.__main__ import settings_parser
+from agents.demo.measure import paired_task_gain
 from agents.demo.real.annotator import HastyExpert
-from agents.demo.real.measure import ENV_ID, Evaluation, across_seeds, evaluate, paired_f1_gain
+from agents.demo.real.measure import ENV_ID, Evaluation, across_seeds, evaluate
 from agents.demo.real.report import MODES, plot, print_summary, verdict
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo_real.yaml"
@@ -267,11 +266,11 @@ def run_seed(settings: RealSettings, seed: int) -> dict[str, Any]:
         "heldout": {k: {m: e.row() for m, e in v.items()} for k, v in results.items()},
         "episodes_per_eval": {m: e.episodes for m, e in results["untrained"].items()},
         "grpo_minus_sft": {
-            m: paired_f1_gain(results["sft"][m].per_task(), results["grpo"][m].per_task())
+            m: paired_task_gain(results["sft"][m].per_task(), results["grpo"][m].per_task())
             for m in MODES
         },
         "sft_minus_untrained": {
-            m: paired_f1_gain(results["untrained"][m].per_task(), results["sft"][m].per_task())
+            m: paired_task_gain(results["untrained"][m].per_task(), results["sft"][m].per_task())
             for m in MODES
         },
         "per_task_f1": {k: {m: e.per_task() for m, e in v.items()} for k, v in results.items()},
@@ -419,18 +418,7 @@ def run_demo(settings: RealSettings) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents.demo.real``: one flag per :class:`RealSettings` field."""
-    defaults = RealSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.demo.real", description=__doc__.split("\n\n")[0]
-    )
-    hints = typing.get_type_hints(RealSettings)
-    for f in fields(RealSettings):
-        value = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, tuple):
-            parser.add_argument(flag, nargs="+", type=int, default=list(value))
-        else:
-            parser.add_argument(flag, type=_value_type(hints[f.name]), default=value)
+    parser = settings_parser(RealSettings, "python -m agents.demo.real", __doc__.split("\n\n")[0])
     args = vars(parser.parse_args(argv))
     args["seeds"] = tuple(args["seeds"])
     try:
