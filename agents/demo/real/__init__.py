@@ -6,7 +6,7 @@ search on the offline HotpotQA-v0 with an SFT warm start and then GRPO; see
   :func:`run_demo`, :func:`main`;
 - :mod:`~agents.demo.real.annotator`: :class:`HastyExpert`, the warm start's annotator;
 - :mod:`~agents.demo.real.measure`: :class:`Evaluation`, :func:`evaluate`,
-  :func:`paired_f1_gain`, :func:`across_seeds`;
+  :func:`across_seeds`;
 - :mod:`~agents.demo.real.report`: :func:`plot`, :func:`print_summary`.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.demo.real.annotator import HastyExpert, hasty_turn
-from agents.demo.real.measure import Evaluation, across_seeds, evaluate, paired_f1_gain
+from agents.demo.real.measure import Evaluation, across_seeds, evaluate
 from agents.demo.real.report import plot, print_summary
 
 _RUNNER = (
@@ -48,7 +48,6 @@ __all__ = [
     "across_seeds",
     "evaluate",
     "hasty_turn",
-    "paired_f1_gain",
     "plot",
     "print_summary",
 ]

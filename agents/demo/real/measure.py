@@ -1,8 +1,8 @@
 """How the real-model demo measures a policy on the held-out questions: answer F1 and the
 search behaviour of each episode (:func:`evaluate`, played by the main demo's
-:func:`agents.demo.measure.play`), GRPO − SFT per seed with a bootstrap over tasks
-(:func:`paired_f1_gain`, the main demo's :func:`~agents.demo.measure.paired_task_gain`), and
-across seeds (:func:`across_seeds`)."""
+:func:`agents.demo.measure.play`), and GRPO − SFT across seeds (:func:`across_seeds`;
+per seed, the main demo's :func:`~agents.demo.measure.paired_task_gain` gives the bootstrap
+over tasks)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.demo.measure import paired_task_gain, play
+from agents.demo.measure import play
 
 ENV_ID = "HotpotQA-v0"
 
@@ -113,12 +113,6 @@ def evaluate(
         autocast=torch.bfloat16,
     )
     return summarize(trajectories)
-
-
-def paired_f1_gain(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """Per-task F1 after minus before (both ``{task id: F1}`` of the same tasks) with a 95 %
-    bootstrap interval over tasks, as the main demo's :func:`paired_gain` does for success."""
-    return paired_task_gain(before, after)
 
 
 # Two-sided 95 % quantiles of Student's t for 1..9 degrees of freedom (a t interval of a few

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from agents.demo.measure import paired_task_gain
 from agents.demo.real import (
     CONFIG,
     HastyExpert,
@@ -18,7 +19,6 @@ from agents.demo.real import (
     hasty_turn,
     load_config,
     main,
-    paired_f1_gain,
 )
 from agents.demo.real.__main__ import SeedProcessDied, _run_side_by_side
 from arft_envs.rewards import score_answer
@@ -62,17 +62,17 @@ def test_the_hasty_annotator_plays_gold_or_stops_after_the_first_search(hasty):
     env.close()
 
 
-def test_paired_f1_gain_resamples_tasks_and_needs_the_same_tasks():
+def test_per_task_f1_gain_resamples_tasks_and_needs_the_same_tasks():
     before = {f"t{i}": 0.0 for i in range(20)}
     after = {f"t{i}": 1.0 if i < 15 else 0.0 for i in range(20)}
-    gain = paired_f1_gain(before, after)
+    gain = paired_task_gain(before, after)
     assert gain["gain"] == pytest.approx(0.75) and gain["tasks"] == 20
     low, high = gain["ci95"]
     assert 0.0 < low < 0.75 < high <= 1.0
-    same = paired_f1_gain(before, before)
+    same = paired_task_gain(before, before)
     assert same["gain"] == 0.0 and same["ci95"] == [0.0, 0.0]
     with pytest.raises(ValueError, match="same"):
-        paired_f1_gain(before, {"other": 1.0})
+        paired_task_gain(before, {"other": 1.0})
 
 
 def test_across_seeds_pools_the_seeds_and_gives_a_t_interval_of_their_means():
