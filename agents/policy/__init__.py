@@ -98,6 +98,7 @@ class Policy:
             getattr(self.model.config.get_text_config(), "max_position_embeddings", 0) or 32768
         )
         self._suppressed = generation.suppressed_ids(tok, self.model, self.eos_token_ids)
+        self._special_ids = generation.special_ids(tok)
         self._finals_cache: dict[frozenset[str], frozenset[int]] = {}
         self._tool_calling: dict[str, ToolCalling] = {}
         self._clean_generation_config = generation._clean_generation_config(
@@ -207,15 +208,18 @@ class Policy:
 
     def tool_calling(self, tools: Sequence[dict]) -> ToolCalling:
         """Native tool calls with these function schemas: the parser of the model's family
-        (chosen from its tokenizer and template; :class:`ToolParserError` when none fits),
-        after the start-up audit of the template (:func:`agents.policy.chat.check_tool_calling`:
-        ``tools=`` rendered, ``tool_calls`` rendered, tool images kept, append-only)."""
+        (chosen from its tokenizer and template; :class:`ToolParserError` when none fits) and
+        the ids of its marker tokens (which :meth:`generate` given this set-up samples and
+        keeps), after the start-up audit of the template
+        (:func:`agents.policy.chat.check_tool_calling`: ``tools=`` rendered, ``tool_calls``
+        rendered, tool images kept, append-only)."""
         key = json.dumps(list(tools), sort_keys=True, default=str)
         cached = self._tool_calling.get(key)
         if cached is None:
             parser = tool_parsers.parser_for(self.tokenizer, self.chat_template, self.name)
             chat.check_tool_calling(self, tools)
-            cached = self._tool_calling[key] = ToolCalling(tuple(tools), parser)
+            markers = tool_parsers.marker_ids(self.tokenizer, parser)
+            cached = self._tool_calling[key] = ToolCalling(tuple(tools), parser, markers)
         return cached
 
     def encode(self, text: str, image_tokens: Sequence[int] = ()) -> list[int]:
@@ -223,9 +227,11 @@ class Policy:
         ``image_tokens[i]`` copies of the image token."""
         return chat.encode(self, text, image_tokens)
 
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of generated ids, special tokens left out."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+    def decode(self, ids: Sequence[int], tool_calling: ToolCalling | None = None) -> str:
+        """Text of generated ids, special tokens left out; with ``tool_calling``, its family's
+        marker tokens kept (as :meth:`generate` keeps them in a turn's text)."""
+        markers = tool_calling.marker_ids if tool_calling is not None else frozenset()
+        return generation.decode_texts(self, [ids], markers)[0]
 
     def process_images(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pixel_values, image_grid_thw)`` of images already sized by the budget rule."""
@@ -245,13 +251,17 @@ class Policy:
         top_p: float = 1.0,
         stop_strings: Sequence[str] = ACTION_STOP_STRINGS,
         batch_size: int | None = None,
+        tool_calling: ToolCalling | None = None,
     ) -> list[Generation]:
         """Sample one turn for every input, batched (left-padded).
 
         ``temperature=0`` decodes greedily (log-probs then use T = 1). Each output stops at
         an EOS token, at the end of the first stop string, or after ``max_new_tokens``.
         Special tokens other than EOS are never sampled, so generated text cannot forge an
-        image placeholder.
+        image placeholder; nor are they in a turn's text. With ``tool_calling`` (native tool
+        calls, :meth:`tool_calling`) its family's marker tokens are the exception: they may be
+        sampled and are kept in the text its parser reads (Mistral's ``[TOOL_CALLS]``,
+        Llama's ``<|python_tag|>``).
         """
         return generation.generate(
             self,
@@ -261,6 +271,7 @@ class Policy:
             top_p=top_p,
             stop_strings=stop_strings,
             batch_size=batch_size,
+            tool_calling=tool_calling,
         )
 
     def _cut(self, ids: list[int], stop_strings: Sequence[str], window: int) -> tuple[int, str]:

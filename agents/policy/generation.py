@@ -31,7 +31,7 @@ from transformers import LogitsProcessor, StoppingCriteria
 from arft_envs.actions import ACTION_TAGS
 
 if TYPE_CHECKING:
-    from agents.policy import ModelInput, Policy
+    from agents.policy import ModelInput, Policy, ToolCalling
 
 ACTION_STOP_STRINGS: tuple[str, ...] = tuple(f"</{tag}>" for tag in ACTION_TAGS)
 
@@ -42,7 +42,8 @@ class Generation:
 
     ``token_ids`` are the sampled ids, verbatim (a final EOS included when it was sampled);
     ``logprobs[i]`` is ``log_softmax(logits / T)`` of ``token_ids[i]``; ``text`` is the decoded
-    turn without special tokens; ``finish_reason`` is ``"eos"``, ``"stop"`` (a closing tag)
+    turn without special tokens (a tool-call family's marker tokens kept, when generated for
+    native tool calls); ``finish_reason`` is ``"eos"``, ``"stop"`` (a closing tag)
     or ``"length"``.
     """
 
@@ -61,6 +62,7 @@ def generate(
     top_p: float,
     stop_strings: Sequence[str],
     batch_size: int | None,
+    tool_calling: ToolCalling | None = None,
 ) -> list[Generation]:
     """The body of :meth:`Policy.generate` (see it): validate, then generate in chunks."""
     if temperature < 0 or not 0 < top_p <= 1:
@@ -68,10 +70,13 @@ def generate(
     if not inputs:
         return []
     size = batch_size or len(inputs)
+    markers = tool_calling.marker_ids if tool_calling is not None else frozenset()
     outputs: list[Generation] = []
     for start in range(0, len(inputs), size):
         chunk = inputs[start : start + size]
-        outputs += generate_batch(policy, chunk, max_new_tokens, temperature, top_p, stop_strings)
+        outputs += generate_batch(
+            policy, chunk, max_new_tokens, temperature, top_p, stop_strings, markers
+        )
     return outputs
 
 
@@ -83,14 +88,19 @@ def generate_batch(
     temperature: float,
     top_p: float,
     stop_strings: Sequence[str],
+    markers: frozenset[int] = frozenset(),
 ) -> list[Generation]:
     """One left-padded batch, sampled by :func:`decode_loop` (or by ``model.generate`` for a
-    model it does not drive), cut into turns."""
+    model it does not drive), cut into turns. ``markers`` (a tool-call family's marker ids)
+    may be sampled and are kept in the text, though special."""
     batch = policy.collate(inputs, padding_side="left")
     run = decode_loop if loop_driver(policy.model) is not None else hf_generate
-    rows, logprobs, ends = run(policy, batch, max_new_tokens, temperature, top_p, stop_strings)
+    suppressed = suppressed_except(policy, markers)
+    rows, logprobs, ends = run(
+        policy, batch, max_new_tokens, temperature, top_p, stop_strings, suppressed=suppressed
+    )
     kept = [ids[:end] for ids, (end, _) in zip(rows, ends, strict=True)]
-    texts = policy.tokenizer.batch_decode(kept, skip_special_tokens=True)
+    texts = decode_texts(policy, kept, markers)
     return [
         Generation(ids, logprobs[row, : len(ids)].tolist(), text, reason)
         for row, (ids, text, (_, reason)) in enumerate(zip(kept, texts, ends, strict=True))
@@ -110,8 +120,11 @@ def decode_loop(
     temperature: float,
     top_p: float,
     stop_strings: Sequence[str],
+    *,
+    suppressed: Sequence[int] | None = None,
 ) -> RawTurns:
-    """Sample a left-padded batch token by token over the model's KV cache.
+    """Sample a left-padded batch token by token over the model's KV cache; ``suppressed``
+    (default: the policy's special ids) are never sampled.
 
     It computes what :func:`hf_generate` does — the same prefill and position ids (a VLM's
     3-D rope positions included), the same log-probs and processed scores, a finished row fed
@@ -197,10 +210,11 @@ def decode_loop(
         lean = LeanDecoder.build(step_decoder[0], step_decoder[1], cache, mask, positions,
                                  max_new_tokens - 1)  # fmt: skip
 
+    suppressed = policy._suppressed if suppressed is None else suppressed
     suppress = None
-    if policy._suppressed:
+    if suppressed:
         suppress = torch.zeros(logits.shape[-1], dtype=torch.bool, device=device)
-        suppress[torch.tensor(policy._suppressed, device=device)] = True
+        suppress[torch.tensor(list(suppressed), device=device)] = True
     rows: list[list[int]] = [[] for _ in range(size)]
     ends: list[tuple[int, str] | None] = [None] * size
     live = list(range(size))
@@ -551,11 +565,13 @@ def hf_generate(
     temperature: float,
     top_p: float,
     stop_strings: Sequence[str],
+    *,
+    suppressed: Sequence[int] | None = None,
 ) -> RawTurns:
     """One ``model.generate`` call over a left-padded batch, with the log-probs recorded by
     :class:`_LogprobRecorder` and the stop strings checked by :class:`_StopOnStrings`; rows
-    cut by :func:`cut`. For a model :func:`decode_loop` does not drive, and as its
-    reference in the tests."""
+    cut by :func:`cut`; ``suppressed`` as in :func:`decode_loop`. For a model
+    :func:`decode_loop` does not drive, and as its reference in the tests."""
     from transformers import LogitsProcessorList, StoppingCriteriaList
     from transformers.generation.logits_process import (
         SuppressTokensLogitsProcessor,
@@ -568,8 +584,9 @@ def hf_generate(
     greedy = temperature == 0
     recorder = _LogprobRecorder(1.0 if greedy else temperature)
     processors = LogitsProcessorList([recorder])
-    if policy._suppressed:
-        processors.append(SuppressTokensLogitsProcessor(policy._suppressed, device=policy.device))
+    suppressed = policy._suppressed if suppressed is None else suppressed
+    if suppressed:
+        processors.append(SuppressTokensLogitsProcessor(list(suppressed), device=policy.device))
     if not greedy and temperature != 1.0:
         processors.append(TemperatureLogitsWarper(temperature))
     if not greedy and top_p < 1.0:
@@ -632,14 +649,39 @@ def stop_finals(policy: Policy, stop_strings: Sequence[str]) -> frozenset[int] |
     return cached
 
 
-def suppressed_ids(tokenizer: Any, model: Any, eos_token_ids: Sequence[int]) -> list[int]:
-    """Special and out-of-vocabulary ids the sampler must never pick (EOS excepted)."""
+def special_ids(tokenizer: Any) -> frozenset[int]:
+    """The tokenizer's special ids: its added tokens marked special and its named ones."""
     tok = tokenizer
     special = {i for i, t in tok.added_tokens_decoder.items() if getattr(t, "special", True)}
-    special |= set(tok.all_special_ids)
+    return frozenset(special | set(tok.all_special_ids))
+
+
+def suppressed_ids(tokenizer: Any, model: Any, eos_token_ids: Sequence[int]) -> list[int]:
+    """Special and out-of-vocabulary ids the sampler must never pick (EOS excepted)."""
     vocab = model.get_output_embeddings().weight.shape[0]
-    special |= set(range(len(tok), vocab))
+    special = special_ids(tokenizer) | set(range(len(tokenizer), vocab))
     return sorted(special - set(eos_token_ids))
+
+
+def suppressed_except(policy: Policy, markers: frozenset[int]) -> list[int]:
+    """The ids a turn must not sample: the policy's suppressed ids less ``markers`` (a
+    tool-call family's marker tokens, which a model trained on the family opens a call with)."""
+    if not markers:
+        return policy._suppressed
+    return [i for i in policy._suppressed if i not in markers]
+
+
+def decode_texts(
+    policy: Policy, rows: Sequence[Sequence[int]], markers: frozenset[int] = frozenset()
+) -> list[str]:
+    """The text of each row of ids, special tokens left out except ``markers``, which a
+    tool-call parser reads (``[TOOL_CALLS]``, ``<|python_tag|>``)."""
+    tok = policy.tokenizer
+    if not markers:
+        return tok.batch_decode([list(r) for r in rows], skip_special_tokens=True)
+    dropped = policy._special_ids - markers
+    kept = [[i for i in r if i not in dropped] for r in rows]
+    return tok.batch_decode(kept, skip_special_tokens=False)
 
 
 class _LogprobRecorder(LogitsProcessor):

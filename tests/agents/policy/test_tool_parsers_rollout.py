@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from tool_templates import HERMES, LLAMA, MISTRAL, with_tools
 
 import arft_envs  # noqa: F401
 from agents.policy import Generation
@@ -15,28 +16,6 @@ from agents.policy.tool_parsers import HermesParser, Llama3JsonParser, MistralPa
 from agents.rollout import RolloutConfig, collect, make_envs
 from agents.rollout.collect import EnvActions
 
-
-def with_tools(template: str, tools: str, calls: str) -> str:
-    """The tiny ChatML template, with ``tools`` written first and ``calls`` after an
-    assistant message's content."""
-    head = "{%- if tools -%}{{- " + tools + " -}}{%- endif -%}"
-    calls = "{%- if message.tool_calls -%}{{- " + calls + " -}}{%- endif -%}"
-    return head + template.replace("{{- '<|im_end|>\\n' -}}", calls + "{{- '<|im_end|>\\n' -}}")
-
-
-MISTRAL = (
-    "'[AVAILABLE_TOOLS]' ~ (tools | tojson) ~ '[/AVAILABLE_TOOLS]\\n'",
-    "'[TOOL_CALLS]' ~ (message.tool_calls | map(attribute='function') | list | tojson)",
-)
-LLAMA = (
-    "'Respond with a JSON function call. Functions: ' ~ (tools | tojson) ~ '\\n'",
-    '\'{"name": "\' ~ message.tool_calls[0].function.name ~ \'", "parameters": \' '
-    "~ (message.tool_calls[0].function.arguments | tojson) ~ '}'",
-)
-HERMES = (
-    "'<tools>' ~ (tools | tojson) ~ '</tools>\\n'",
-    "'<tool_call>' ~ (message.tool_calls[0].function | tojson) ~ '</tool_call>'",
-)
 ROT = {"problems": ["rotation90"]}
 TURNS = {  # (reasoning, the family's markup of a problem call, of an answer call)
     MistralParser: (
