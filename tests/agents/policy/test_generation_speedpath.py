@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from agents.models.logprobs import output_head
-from agents.policy import ACTION_STOP_STRINGS, LoraSettings, ModelInput, Policy
+from agents.policy import ACTION_STOP_STRINGS, LoraSettings, ModelInput, Policy, lean_decoder
 from agents.policy import generation as G
 
 SYSTEM = {"role": "system", "content": ({"type": "text", "text": "Answer in <answer></answer>."},)}
@@ -121,7 +121,7 @@ def test_text_only_causal_lm_greedy_equals_generate(text_lm_checkpoint):
     assert G.loop_driver(policy.model) is not None
     inputs = [prompt(policy, "a"), prompt(policy, "a much longer question with more words")]
     assert_same(*both(policy, inputs, max_new=16))
-    assert G._LEAN_OK.get(output_head(policy.model)[0]) is True  # Qwen2: the lean step
+    assert lean_decoder._LEAN_OK.get(output_head(policy.model)[0]) is True  # Qwen2: the lean step
 
 
 def test_lora_policy_greedy_equals_generate():
@@ -134,7 +134,7 @@ def test_lora_policy_greedy_equals_generate():
     inputs = [prompt(policy, "lora"), prompt(policy, "with an image", [(28, 56)])]
     fast, reference = both(policy, inputs, max_new=16)
     assert_same(fast, reference)
-    assert G._LEAN_OK.get(output_head(policy.model)[0]) is True  # it calls the adapters
+    assert lean_decoder._LEAN_OK.get(output_head(policy.model)[0]) is True  # it calls the adapters
     with policy.model.disable_adapter():
         plain, _ = both(policy, inputs, max_new=16)
     assert plain[0] != fast[0]  # the adapters changed what was generated
@@ -212,14 +212,14 @@ def test_the_lean_step_runs_for_the_tiny_model_and_gives_generate_s_turns(tiny_p
     """The decode steps after the first go through :class:`LeanDecoder` (checked against the
     decoder's own forward on the first), and the turns are still generate's."""
     decoder = output_head(tiny_policy.model)[0]
-    G._LEAN_OK.pop(decoder, None)
+    lean_decoder._LEAN_OK.pop(decoder, None)
     fast, reference = both(tiny_policy, mixed, max_new=24)
-    assert G._LEAN_OK.get(decoder) is True
+    assert lean_decoder._LEAN_OK.get(decoder) is True
     assert_same(fast, reference)
 
 
 def test_the_lean_step_grows_its_buffers(tiny_policy, mixed, monkeypatch):
-    monkeypatch.setattr(G.LeanDecoder, "BLOCK", 3)  # many growths within 20 steps
+    monkeypatch.setattr(lean_decoder.LeanDecoder, "BLOCK", 3)  # many growths within 20 steps
     fast, reference = both(tiny_policy, mixed * 2, max_new=20)
     assert_same(fast, reference)
 
@@ -239,7 +239,7 @@ def test_a_decoder_whose_layers_compute_something_else_keeps_its_own_forward(mon
     monkeypatch.setattr(attention, "forward", scaled)
     inputs = [prompt(policy, "short"), prompt(policy, "a longer one, with an image", [(28, 28)])]
     fast, reference = both(policy, inputs, max_new=16)
-    assert G._LEAN_OK.get(decoder) is False
+    assert lean_decoder._LEAN_OK.get(decoder) is False
     assert_same(fast, reference)
 
 
