@@ -2,8 +2,9 @@
 
 Claims tested: every call still runs in a new process (the one forked ahead, never a reused
 one); a spare that someone kills is replaced without failing the call; a spare never outlives
-its worker, whether the Sandbox is closed or the worker dies; and the spare does not change
-what RLIMIT_NPROC allows a call.
+its worker, whether the Sandbox is closed or the worker dies; the spare does not change
+what RLIMIT_NPROC allows a call; and it faults in its first heap in huge pages where the host
+has them, in small pages where not, the code's memory working alike.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 
 import psutil
 import pytest
+
+from arft_envs.tools.sandbox import _workers
 
 LEVELS = ["bwrap", "process"]
 GETPID = "import os; print(os.getpid())"
@@ -147,3 +150,44 @@ def test_the_spare_does_not_change_how_many_tasks_a_call_may_start(sandbox_facto
     )
     counts = [sb.run(code).stdout.strip() for _ in range(3)]
     assert counts == [str(sb.limits.nproc - 1)] * 3
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """``/proc/<pid>/smaps_rollup`` as {field: KiB}."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        rows = [line.split() for line in f if line.split()[0].endswith(":")]
+    return {r[0][:-1]: int(r[1]) for r in rows if len(r) == 3 and r[2] == "kB"}
+
+
+#: The code checks that fresh memory reads as zeros, then uses more than the spare faulted in.
+USES_MEMORY = (
+    "import numpy as np\n"
+    "a = np.empty(24 << 20, np.uint8)\n"
+    "b = bytearray(8 << 20)\n"
+    "assert not any(b)\n"
+    "a[:] = 7\n"
+    "print(int(a.sum()) == 7 * (24 << 20), len(b))\n"
+)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("host_has_huge_pages", [True, False])
+def test_the_spare_faults_in_its_heap_in_huge_pages_where_the_host_has_them(
+    sandbox_factory, spares, monkeypatch, level, host_has_huge_pages
+):
+    if os.geteuid() != 0:
+        pytest.skip("the spare is not dumpable: only root reads its memory map")
+    huge = host_has_huge_pages and _workers.huge_pages_enabled()  # what the kernel gives
+    monkeypatch.setattr(_workers, "huge_pages_enabled", lambda: host_has_huge_pages)
+    sb = sandbox_factory(level, workers=1)
+    for _ in range(2):
+        spare = the_spare(sb, spares)
+        # It faults in 4 MiB while it waits (plus, with huge pages, what lies below them).
+        wait_for(lambda s=spare: memory_kib(s)["Private_Dirty"] >= 4096, "the spare's heap")
+        if huge:
+            wait_for(lambda s=spare: memory_kib(s)["AnonHugePages"] >= 4096, "its huge pages")
+        else:
+            assert memory_kib(spare)["AnonHugePages"] == 0
+        res = sb.run(USES_MEMORY)
+        assert res.ok, res.describe()
+        assert res.stdout.split() == ["True", str(8 << 20)]

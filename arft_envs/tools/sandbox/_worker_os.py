@@ -18,6 +18,7 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters
 
+MADV_HUGEPAGE = 14  # back this range with transparent huge pages where possible
 MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault pages in, writable, in one call
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -97,6 +98,12 @@ def keep_freed_memory() -> None:
     """
     libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
     libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+
+
+def advise_huge_pages(addr: int, n: int) -> bool:
+    """Ask for transparent huge pages on ``[addr, addr + n)`` (2 MiB-aligned, this process's
+    own heap); False if the kernel refuses."""
+    return libc.madvise(addr, n, MADV_HUGEPAGE) == 0
 
 
 def fault_in(addr: int, n: int) -> None:

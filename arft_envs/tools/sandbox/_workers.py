@@ -207,6 +207,7 @@ class Worker:
                 "env": env,
                 "drop_to": drop_to,
                 "parent_pid": os.getpid(),
+                "huge_pages": huge_pages_enabled(),
             }
             _protocol.send_all(self._req_w, [_protocol.pack_frame(cfg)], deadline)
             ready = _protocol.recv_frame(self._resp_r, deadline)
@@ -470,6 +471,17 @@ class Worker:
             images=images,
             reason=reason,
         )
+
+
+def huge_pages_enabled() -> bool:
+    """Whether this kernel backs ``MADV_HUGEPAGE`` ranges with transparent huge pages (the
+    calls' processes fault in their first heap that way). Read here, on the host: inside
+    bwrap there is no /sys. ``madvise`` alone cannot tell, it succeeds under ``never`` too."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
 
 
 def _log_trace(frame: dict) -> None:

@@ -318,6 +318,7 @@ class Server:
             landlock_abi=landlock_abi,
             readable=_landlock.readable_roots() if self.level == "process" else None,
             keep_fds=keep_fds,
+            huge_pages=bool(self.cfg.get("huge_pages")),
         )
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
