@@ -11,6 +11,7 @@ run counts, lazy ones too.
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -168,18 +169,70 @@ def test_arft_envs_never_imports_the_trainers():
     assert not offenders, f"arft_envs imports agents: {offenders}"
 
 
+def _extra_missing(extra: str) -> bool:
+    """Whether ``arft[extra]`` is not in effect in this environment: a requirement of the
+    extra that applies to this Python is not installed, or none applies (``verifiers`` needs
+    Python 3.11+)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    applying = []
+    for line in metadata.requires("arft") or ():
+        req = Requirement(line)
+        if req.marker is not None and req.marker.evaluate({"extra": extra}):
+            if not req.marker.evaluate({"extra": ""}):  # the extra's own, not a core one
+                applying.append(req.name)
+    if not applying:
+        return True
+    try:
+        for name in applying:
+            metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return True
+    return False
+
+
+def test_extra_detection_reads_the_packages_own_requirements():
+    from importlib import metadata
+
+    assert not _extra_missing("dev")  # pytest, which runs this test, comes with it
+    assert _extra_missing("no-such-extra")
+    assert any("extra ==" in r for r in metadata.requires("arft") or ())
+
+
 def test_importing_arft_envs_and_its_modules_pulls_no_torch():
+    """Every module imports without pulling torch. A module that needs an optional extra
+    (an integration) and raises its ``pip install 'arft[extra]'`` ImportError is left out only
+    where that extra is not installed, and then its own imports are checked from the source;
+    where the extra is installed (CI installs them all) it is imported like the others."""
     # worker-side sandbox files run as scripts inside the sandbox, not as package modules
     names = [n for n in MODULES if not n.startswith("arft_envs.tools.sandbox.")]
     code = (
-        "import importlib, sys\n"
+        "import importlib, json, re, sys\n"
         "import arft_envs\n"
         f"heavy = {HEAVY!r}\n"
         "assert not [m for m in heavy if m in sys.modules], 'import arft_envs pulled ' + str(heavy)\n"
+        "needs = {}\n"
         f"for name in {names!r}:\n"
-        "    importlib.import_module(name)\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as err:\n"
+        '        extra = re.search(r"pip install \'?arft\\[([\\w-]+)\\]", str(err))\n'
+        "        if extra is None:\n"
+        "            raise\n"
+        "        needs[name] = extra[1]\n"
         "    pulled = [m for m in heavy if m in sys.modules]\n"
         "    assert not pulled, f'importing {name} pulled {pulled}'\n"
+        "print(json.dumps(needs))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    needs = json.loads(done.stdout.splitlines()[-1])
+    installed = {name: extra for name, extra in needs.items() if not _extra_missing(extra)}
+    assert not installed, (
+        f"these modules fail to import though their extra is installed: {installed}"
+    )
+    for name in needs:  # left out: their own imports, from the source
+        heavy = sorted(m for m in _imports(name, True) if m.split(".")[0] in HEAVY)
+        assert not heavy, f"{name} imports {heavy} when it is loaded"
