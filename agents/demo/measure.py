@@ -186,39 +186,12 @@ def play(
     return trajectories
 
 
-def evaluate_success(
-    policy,
-    tasks: TaskLookup,
-    task_ids: Sequence[str],
-    *,
-    env_id: str = ENV_ID,
-    env_kwargs: dict | None = None,
-    temperature: float = 1.0,
-    samples: int = 1,
-    max_new_tokens: int = 128,
-    max_turns: int = 4,
-    seed: int = 0,
-    num_envs: int = 16,
-    progress: bool | None = None,
-    desc: str = "held-out",
-) -> Evaluation:
-    """Play ``samples`` episodes on each of ``task_ids`` (:func:`play`) and measure them with
-    :func:`episode_success`; ``tasks`` is the task source the env draws from (for each task's
-    record)."""
-    trajectories = play(
-        policy,
-        task_ids,
-        env_id=env_id,
-        env_kwargs=env_kwargs,
-        temperature=temperature,
-        samples=samples,
-        max_new_tokens=max_new_tokens,
-        max_turns=max_turns,
-        seed=seed,
-        num_envs=num_envs,
-        progress=progress,
-        desc=desc,
-    )
+def evaluate_success(policy, tasks: TaskLookup, task_ids: Sequence[str], **how: Any) -> Evaluation:
+    """Play episodes on each of ``task_ids`` with :func:`play` (``how``: its keywords —
+    ``env_id``, ``temperature``, ``samples``, ``max_new_tokens``, ``max_turns``, ``seed``, …)
+    and measure them with :func:`episode_success`; ``tasks`` is the task source the env draws
+    from (for each task's record)."""
+    trajectories = play(policy, task_ids, **how)
     flags = [episode_success(t, tasks.get(t.task_id)) for t in trajectories]
 
     def rate(key: str) -> float | None:
