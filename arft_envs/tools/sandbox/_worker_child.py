@@ -250,35 +250,50 @@ _HUGE_PAGE = 2 << 20
 
 
 def _fault_in_heap_until_request(ctl: int, huge_pages: bool) -> None:
-    """Before the request: fault in about ``_HEAP_BYTES`` of heap, then hand them back to
-    malloc, which keeps them (``keep_freed_memory``) for the code's first allocations.
+    """Before the request: fault in ``_HEAP_BYTES`` of heap, then hand them back to malloc,
+    which keeps them (``keep_freed_memory``) for the code's first allocations.
 
-    The block is one huge page longer, so that ``_HEAP_BYTES`` of it, aligned, can be huge
-    pages; the part below them (where malloc serves the code's first allocations from) is
-    faulted in first, in small pages. Without huge pages (``huge_pages`` False: the host's
-    THP setting is ``never``) only ``_HEAP_BYTES`` are faulted in.
-    The amount is fixed: nothing about an earlier call reaches this process through it.
+    With huge pages (``huge_pages``: the host's THP setting is not ``never``) the block is
+    one huge page longer, so that ``_HEAP_BYTES`` of it, aligned, can be huge pages; malloc
+    is then kept off the part below them (``_start_heap_at``). The amount is fixed: nothing
+    about an earlier call reaches this process through it.
     """
     block = wos.libc.malloc(_HEAP_BYTES + _HUGE_PAGE)
     if not block:
         return
+    huge = (block + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+    if huge_pages and wos.advise_huge_pages(huge, _HEAP_BYTES):
+        steps = [(a, _HUGE_PAGE) for a in range(huge, huge + _HEAP_BYTES, _HUGE_PAGE)]
+    else:
+        huge = 0
+        start, end = (block + 4095) & ~4095, (block + _HEAP_BYTES) & ~4095
+        steps = [(a, min(_HEAP_STEP, end - a)) for a in range(start, end, _HEAP_STEP)]
     try:
         waiting = select.poll()
         waiting.register(ctl, select.POLLIN)
-        start = (block + 4095) & ~4095
-        huge = (block + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
-        if huge_pages and wos.advise_huge_pages(huge, _HEAP_BYTES):
-            steps = [(a, min(_HEAP_STEP, huge - a)) for a in range(start, huge, _HEAP_STEP)]
-            steps += [(a, _HUGE_PAGE) for a in range(huge, huge + _HEAP_BYTES, _HUGE_PAGE)]
-        else:
-            end = (block + _HEAP_BYTES) & ~4095
-            steps = [(a, min(_HEAP_STEP, end - a)) for a in range(start, end, _HEAP_STEP)]
         for addr, n in steps:
             if waiting.poll(0):
                 return  # the request is here
             wos.fault_in(addr, n)
     finally:
         wos.libc.free(block)
+        if huge:
+            _start_heap_at(block, huge)
+
+
+def _start_heap_at(block: int, huge: int) -> None:
+    """After ``free(block)`` glibc serves the next allocations from ``block`` on, below the
+    huge pages: take that part (never faulted in) for good, so that they start at ``huge``.
+
+    glibc's chunk for a request of ``n`` bytes is ``n + 8`` rounded up to 16 and starts 16
+    bytes before the pointer, so a request of ``huge - block - 8`` ends where a chunk whose
+    pointer is ``huge`` begins. If malloc found that room elsewhere, nothing changes.
+    """
+    below = huge - block
+    if below >= 32:
+        pad = wos.libc.malloc(below - 8)
+        if pad != block:
+            wos.libc.free(pad)
 
 
 def _receive_request(fd: int) -> tuple:
