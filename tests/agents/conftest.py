@@ -52,29 +52,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def text_lm_checkpoint(tmp_path_factory) -> Path:
     """A tiny text-only causal LM (Qwen2 architecture) with the tiny tokenizer, saved."""
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from shared_helpers import text_lm
 
     from agents.models.tiny import build_tokenizer
 
     path = tmp_path_factory.mktemp("text_lm") / "ckpt"
     tok = build_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=8192,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
-    )
+    model = text_lm(tok)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

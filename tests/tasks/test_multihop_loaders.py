@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from shared_helpers import write_rows
 
 from arft_envs.errors import DatasetError
 from arft_envs.tasks.multihop import load_multihop
@@ -135,19 +135,11 @@ FLASHRAG = [
 ]
 
 
-def _write(path: Path, rows) -> Path:
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        path.write_text(json.dumps(rows))
-    return path
-
-
 # ----------------------------------------------------------------------------- formats
 
 
 def test_hotpotqa_builds_a_pooled_corpus_with_gold_documents(tmp_path):
-    tasks, corpus = load_multihop(_write(tmp_path / "hotpot_dev.json", HOTPOT), "hotpotqa")
+    tasks, corpus = load_multihop(write_rows(tmp_path / "hotpot_dev.json", HOTPOT), "hotpotqa")
     assert [t.id for t in tasks] == [HOTPOT[0]["_id"], HOTPOT[1]["_id"]]
     assert tasks[0].answers == ["Telmoria"] and tasks[0].images == []
     assert len(corpus) == 4  # "Quorvane" appears in both rows, kept once
@@ -167,18 +159,20 @@ def test_hf_datasets_context_layout(tmp_path):
         "sentences": [c[1] for c in HOTPOT[0]["context"]],
     }
     row["supporting_facts"] = {"title": ["Quorvane", "Aldric Venhollow"], "sent_id": [0, 1]}
-    tasks, corpus = load_multihop(_write(tmp_path / "hf.jsonl", [row]), "hotpotqa")
+    tasks, corpus = load_multihop(write_rows(tmp_path / "hf.jsonl", [row]), "hotpotqa")
     assert len(corpus) == 3 and len(tasks[0].meta["gold_docs"]) == 2
 
 
 def test_2wiki_evidences_become_gold_queries(tmp_path):
-    tasks, corpus = load_multihop(_write(tmp_path / "dev.json", TWOWIKI), "2wiki")
+    tasks, corpus = load_multihop(write_rows(tmp_path / "dev.json", TWOWIKI), "2wiki")
     assert tasks[0].meta["gold_queries"] == ["Glass Orchard director", "Ines Marrow mother"]
     assert len(tasks[0].meta["gold_docs"]) == 2 and len(corpus) == 2
 
 
 def test_musique_decomposition_and_aliases(tmp_path):
-    tasks, corpus = load_multihop(_write(tmp_path / "musique_ans_dev.jsonl", MUSIQUE), "musique")
+    tasks, corpus = load_multihop(
+        write_rows(tmp_path / "musique_ans_dev.jsonl", MUSIQUE), "musique"
+    )
     assert len(tasks) == 1  # the unanswerable row is skipped
     (task,) = tasks
     assert task.answers == ["Mira Gold", "Mira Hale"]
@@ -193,7 +187,7 @@ def test_bamboogle_csv_and_flashrag_have_no_corpus(tmp_path):
     tasks, corpus = load_multihop(csv_path, "bamboogle")
     assert corpus is None and len(tasks) == 2
     assert tasks[0].answers == ["james madison"] and tasks[0].id == "0"
-    tasks, corpus = load_multihop(_write(tmp_path / "test.jsonl", FLASHRAG), "bamboogle")
+    tasks, corpus = load_multihop(write_rows(tmp_path / "test.jsonl", FLASHRAG), "bamboogle")
     assert corpus is None
     assert tasks[0].answers == ["Aldric Venhollow", "A. Venhollow"] and tasks[1].id == "test_1"
     tasks, _ = load_multihop(tmp_path / "test.jsonl", limit=1)

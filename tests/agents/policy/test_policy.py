@@ -242,7 +242,8 @@ def test_text_only_causal_lm_from_local_folder(text_lm_checkpoint):
 
 
 def test_qwen2_vl_checkpoint_loads_and_scores(tmp_path):
-    from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from shared_helpers import seeded_model
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     tok = build_tokenizer()
     base = build_config(tok)
@@ -262,11 +263,7 @@ def test_qwen2_vl_checkpoint_loads_and_scores(tmp_path):
         vision_start_token_id=base.vision_start_token_id,
         vision_end_token_id=base.vision_end_token_id,
     )
-    torch.manual_seed(0)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
-    )
+    model = seeded_model(Qwen2VLForConditionalGeneration, config, tok)
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     build_image_processor().save_pretrained(tmp_path)

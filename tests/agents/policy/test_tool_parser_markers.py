@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+from shared_helpers import text_lm
 from tool_templates import LLAMA_PYTHON_TAG, MISTRAL, with_tools
 
 from agents.policy import ModelInput, Policy, generation
@@ -41,28 +42,12 @@ TEMPLATES = {MistralParser: MISTRAL, Llama3JsonParser: LLAMA_PYTHON_TAG}
 def marker_policy(family) -> Policy:
     """A tiny text LM (Qwen2 layers) whose tokenizer has the families' markers as added
     special tokens, with a tools template of ``family``."""
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
     from agents.models.tiny import CHAT_TEMPLATE, build_tokenizer
 
     tok = build_tokenizer()
     tok.add_tokens(list(MARKERS), special_tokens=True)
-    config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    model = text_lm(
+        tok, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2
     )
     template = with_tools(CHAT_TEMPLATE, *TEMPLATES[family])
     return Policy(model.eval(), tok, template, name=f"tiny-{family.name}")
@@ -72,9 +57,10 @@ def prompt_ids(policy: Policy) -> list[int]:
     return policy.encode(policy.render(CONVERSATION, add_generation_prompt=True, tools=TOOLS))
 
 
-def train_to_call(policy: Policy, target: list[int], steps: int = 150) -> None:
+def train_to_call(policy: Policy, target: list[int], most: int = 600) -> float:
     """Teach the model to answer the prompt with ``target`` (a call opened by its marker, then
-    EOS): a few hundred milliseconds of Adam on the one sequence."""
+    EOS): Adam on the one sequence until its mean token loss is below 0.01 (about 150 steps,
+    under a second), at most ``most`` steps. Returns the last loss."""
     prompt = prompt_ids(policy)
     ids = torch.tensor([prompt + target])
     labels = ids.clone()
@@ -83,12 +69,15 @@ def train_to_call(policy: Policy, target: list[int], steps: int = 150) -> None:
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        for _ in range(steps):
+        for _ in range(most):
             loss = model(input_ids=ids, labels=labels).loss
+            if loss.item() < 0.01:
+                break
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
     model.eval()
+    return loss.item()
 
 
 @pytest.fixture(scope="module", params=[MistralParser, Llama3JsonParser], ids=lambda c: c.name)
@@ -99,7 +88,7 @@ def trained(request):
     policy = marker_policy(family)
     calling = policy.tool_calling(TOOLS)
     target = policy.encode(CALLS[family]) + [policy.eos_token_ids[0]]
-    train_to_call(policy, target)
+    assert train_to_call(policy, target) < 0.01  # it learnt the call
     return family, policy, calling, target
 
 

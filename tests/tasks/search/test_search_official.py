@@ -3,21 +3,11 @@ stepwise rows."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from shared_helpers import write_rows
 
 from arft_envs.errors import DatasetError
 from arft_envs.tasks.search.official import load_mat_search, load_search_rows
-
-
-def _write(path: Path, rows) -> Path:
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        path.write_text(json.dumps(rows))
-    return path
 
 
 def test_mat_search_loader_checks_images_and_splits(tmp_path):
@@ -25,7 +15,7 @@ def test_mat_search_loader_checks_images_and_splits(tmp_path):
         {"id": i, "question": f"q{i}", "answer": f"a{i}", "image_path": f"img/{i}.png"}
         for i in range(1, 5)
     ]
-    path = _write(tmp_path / "MAT-Search.json", rows)
+    path = write_rows(tmp_path / "MAT-Search.json", rows)
     with pytest.raises(DatasetError, match=r"row 0: field 'image_path': image file not found"):
         load_mat_search(path)
     tasks = load_mat_search(path, check_images=False)
@@ -47,11 +37,11 @@ def test_search_rows_loader(tmp_path):
             "solution": "<answer> Telmoria </answer>",
         },
     ]
-    tasks = load_search_rows(_write(tmp_path / "rows.json", rows))
+    tasks = load_search_rows(write_rows(tmp_path / "rows.json", rows))
     assert [t.question for t in tasks] == ["Who?", "Who?"]
     assert tasks[0].answers == [] and tasks[1].answers == ["Telmoria"]
     assert tasks[1].meta["gold_step"] == "<answer> Telmoria </answer>"
-    bad = _write(
+    bad = write_rows(
         tmp_path / "bad_rows.json", [{"image_path": "a", "problem": "p", "solution": "none"}]
     )
     with pytest.raises(DatasetError, match=r"row 0: field 'solution'"):
