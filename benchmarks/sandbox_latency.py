@@ -12,7 +12,9 @@ Rows:
 
 Then throughput (calls/s) of (b) with 1 and 2 workers (one calling thread per worker), next to
 bare exec in 1 and 2 processes: the scaling this machine offers at that moment (other load
-lowers it; the 1.6x target assumes two otherwise idle cores).
+lowers it; the 1.6x target assumes two otherwise idle cores). Beside each throughput, the CPU
+per call of every process involved (this one, bwrap, the fork-server, its template and the
+calls' processes), which other load on the machine changes far less than it changes calls/s.
 
 Targets from issue 3: Sandbox median <= 10 ms for (a) and <= 30 ms for (b), >= 5x faster than
 the fresh interpreter, 2-worker throughput >= 1.6x that of 1 worker. Goals from issue 12:
@@ -118,8 +120,32 @@ def sandboxed(sb: Sandbox, code: str, image: np.ndarray, n: int) -> list[float]:
     return times[3:]
 
 
-def throughput(workers: int, code: str, image: np.ndarray, seconds: float) -> float:
-    """Calls/s with ``workers`` workers, each kept busy by its own calling thread."""
+def tree_cpu_s() -> float:
+    """CPU seconds so far of this process and of every process under it, each counted with
+    the children it has reaped: a call's process, reaped by the template, stays counted."""
+    parent, used = {}, {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # it just ended
+        parent[int(name)] = int(fields[1])
+        used[int(name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    below, todo = [], [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        kids = [p for p, pp in parent.items() if pp == pid]
+        below += kids
+        todo += kids
+    return time.process_time() + sum(used[p] for p in below) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(workers: int, code: str, image: np.ndarray, seconds: float) -> tuple[float, float]:
+    """Calls/s with ``workers`` workers, each kept busy by its own calling thread, and the CPU
+    ms per call of all processes over the timed calls."""
     with Sandbox(level="bwrap", workers=workers) as sb:
         files = {"path_to_input_image.jpg": image}
         barrier = threading.Barrier(workers)
@@ -135,12 +161,13 @@ def throughput(workers: int, code: str, image: np.ndarray, seconds: float) -> fl
 
         end_at = [time.perf_counter() + seconds + 0.2]
         threads = [threading.Thread(target=loop, args=(i, end_at)) for i in range(workers)]
-        start = time.perf_counter()
+        cpu_at, start = tree_cpu_s(), time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        return sum(counts) / (time.perf_counter() - start)
+        rate = sum(counts) / (time.perf_counter() - start)
+        return rate, (tree_cpu_s() - cpu_at) / sum(counts) * 1000
 
 
 def _bare_loop(code: str, image: np.ndarray, seconds: float, out) -> None:
@@ -195,7 +222,9 @@ def main() -> None:
                 "fresh_python": stats(fresh_python(code, image, args.fresh_calls)),
                 "sandbox": stats(sandboxed(sb, code, image, args.calls)),
             }
-    tput = {w: throughput(w, ROTATE_BLUR_PNG, image, args.seconds) for w in (1, 2)}
+    runs = {w: throughput(w, ROTATE_BLUR_PNG, image, args.seconds) for w in (1, 2)}
+    tput = {w: rate for w, (rate, _) in runs.items()}
+    cpu_ms = {w: cpu for w, (_, cpu) in runs.items()}
     bare_tput = machine_scaling(ROTATE_BLUR_PNG, image, args.seconds)
 
     print(f"\nSandbox latency ({platform.node()}, {os.cpu_count()} cores, bwrap level)\n")
@@ -217,6 +246,11 @@ def main() -> None:
     print(
         f"  bare exec, processes {bare_tput[1]:>8.1f} {bare_tput[2]:>8.1f}    {bare_scale:.2f}x"
         "   <- what this machine gives right now"
+    )
+    print(f"  Sandbox CPU ms/call  {cpu_ms[1]:>8.2f} {cpu_ms[2]:>8.2f}          <- all processes")
+    print(
+        f"2-worker throughput: {tput[2]:.1f} calls/s, {scale:.2f}x that of 1 worker "
+        f"({tput[1]:.1f} calls/s); bare exec on this machine now: {bare_scale:.2f}x"
     )
     print(f"load average at the start: {load_at_start:.2f}, at the end: {os.getloadavg()[0]:.2f}")
 
@@ -240,6 +274,7 @@ def main() -> None:
         },
         "latency": rows,
         "throughput_calls_per_s": {"1_worker": tput[1], "2_workers": tput[2], "ratio": scale},
+        "cpu_ms_per_call": {"1_worker": cpu_ms[1], "2_workers": cpu_ms[2]},
         "bare_exec_processes_calls_per_s": {
             "1": bare_tput[1],
             "2": bare_tput[2],
