@@ -11,10 +11,12 @@ template, behind the few calls an agent loop and a trainer need.
   text into ids with each image placeholder expanded to the image's token count.
 - :meth:`Policy.tool_calling` sets up native tool calls (an env in
   ``action_format="tool_calls"``): the env's ``tool_schemas`` go to the template's ``tools=``,
-  a parser for the model's family (:mod:`~agents.policy.tool_parsers`) reads its calls and
-  names the string that closes one; the template is audited first.
+  a parser for the model's family (:mod:`~agents.policy.tool_parsers`) reads its calls,
+  names the string that closes one and its marker tokens; the template is audited first.
 - :meth:`Policy.generate` samples one assistant turn for a batch of prompts, stopping at EOS
-  or at an action's closing tag, and returns the ids verbatim with their log-probs.
+  or at an action's closing tag, and returns the ids verbatim with their log-probs; given a
+  ``tool_calling`` set-up, its family's special marker tokens (``[TOOL_CALLS]``,
+  ``<|python_tag|>``) may be sampled and stay in the text.
 - :meth:`Policy.forward_logprobs` scores given tokens (with their images) in one batched,
   differentiable forward pass — what a trainer calls.
 
