@@ -57,11 +57,10 @@ def prompt_ids(policy: Policy) -> list[int]:
     return policy.encode(policy.render(CONVERSATION, add_generation_prompt=True, tools=TOOLS))
 
 
-def train_to_call(policy: Policy, target: list[int], most: int = 600) -> float:
-    """Teach the model to answer the prompt with ``target`` (a call opened by its marker, then
+def train_to_call(policy: Policy, prompt: list[int], target: list[int], most: int = 600) -> float:
+    """Teach the model to answer ``prompt`` with ``target`` (a call opened by its marker, then
     EOS): Adam on the one sequence until its mean token loss is below 0.01 (about 150 steps,
     under a second), at most ``most`` steps. Returns the last loss."""
-    prompt = prompt_ids(policy)
     ids = torch.tensor([prompt + target])
     labels = ids.clone()
     labels[0, : len(prompt)] = -100
@@ -88,7 +87,7 @@ def trained(request):
     policy = marker_policy(family)
     calling = policy.tool_calling(TOOLS)
     target = policy.encode(CALLS[family]) + [policy.eos_token_ids[0]]
-    assert train_to_call(policy, target) < 0.01  # it learnt the call
+    assert train_to_call(policy, prompt_ids(policy), target) < 0.01  # it learnt the call
     return family, policy, calling, target
 
 
