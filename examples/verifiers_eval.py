@@ -57,6 +57,7 @@ def policy_responder(policy, stop_strings, max_new_tokens: int, temperature: flo
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             stop_strings=calling.stop_strings if calling else stop_strings,
+            tool_calling=calling,
         )
         action = calling.action(gen.text) if calling else gen.text
         if isinstance(action, str):

@@ -261,6 +261,7 @@ class _Collection:
             temperature=config.temperature,
             top_p=config.top_p,
             stop_strings=self.actions.stop_strings,
+            tool_calling=self.actions.calling,
             batch_size=config.generation_batch_size,
         )
         return live, generations

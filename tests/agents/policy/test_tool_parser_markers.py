@@ -175,3 +175,31 @@ def test_hermes_on_qwens_tokenizer_is_unchanged(tiny_qwen_policy):
     text = '<think> x </think>\n<tool_call>\n{"name": "answer", "arguments": {}}\n</tool_call>'
     ids = policy.encode(text) + [policy.eos_token_ids[0]]
     assert policy.decode(ids, calling) == policy.decode(ids) == text
+
+
+@pytest.mark.parametrize("family", [MistralParser, Llama3JsonParser], ids=lambda c: c.name)
+def test_a_rollout_samples_the_marker_and_the_env_gets_the_call(family):
+    """End to end through ``collect``: a model trained to open its answer call with its
+    family's marker samples it in an env in ``action_format="tool_calls"``, the env receives
+    the parsed call, and the trajectory's ids are the sampled ones (marker included), their
+    re-tokenisation exact or explained."""
+    from agents.rollout import RolloutConfig, collect, make_envs
+
+    policy = marker_policy(family)
+    config = RolloutConfig(temperature=0.0, max_new_tokens=48, max_turns=1,
+                           check_retokenization=True)  # fmt: skip
+    envs = make_envs("MATCoding-v0", 1, "sync", action_format="tool_calls")
+    try:
+        [first] = collect(policy, envs, config, groups=1)
+        prompt = first.input_ids[: first.turn_spans[0][0]]
+        call = CALLS[family].replace("STUDIO", "DIGIT")
+        target = policy.encode(call) + [policy.eos_token_ids[0]]
+        assert train_to_call(policy, prompt, target) < 0.01
+        [t] = collect(policy, envs, config, groups=1)  # the same task: the same seed
+    finally:
+        envs.close()
+    start, end = t.turn_spans[0]
+    assert t.input_ids[start:end] == target  # the marker sampled, then the call, then EOS
+    [turn] = [m for m in t.messages if m["role"] == "assistant"]
+    assert turn["tool_calls"][0]["function"] == {"name": "answer", "arguments": {"answer": "DIGIT"}}
+    assert t.retokenization["status"] in ("exact", "explained"), t.retokenization
