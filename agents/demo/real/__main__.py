@@ -75,10 +75,10 @@ CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo_real.yaml"
 # demo seed (training draws its tasks from seeds in [0, 2**31) at random: a collision with these
 # 2 · 10**3 ids has a probability below 1e-6 per task).
 HELDOUT_BASE = 2_100_000_000
+# The settings were tuned on the first 16 of those (probes of seed 0); the demo measures on the
+# questions from this offset on, which no tuning saw.
+HELDOUT_OFFSET = 1_000
 RESULT = "result.json"  # a finished seed's result, in seed_N/
-# glibc maps blocks from 1 MiB up and unmaps them when freed, so that a seed process's RSS
-# follows what is alive (without it, freed activations and logits stay resident)
-MMAP_THRESHOLD = str(1 << 20)
 
 
 def load_config(path: str | Path = CONFIG) -> dict[str, Any]:
@@ -111,10 +111,10 @@ class RealSettings:
     seeds: tuple[int, ...] = (0, 1, 2)
     parallel: int = 3
     threads: int = 1
-    heldout: int = 16
+    heldout: int = 24
     eval_samples: int = 2
     hasty: float = 0.5
-    train_layers: int = 8
+    train_layers: int = 12
     model: str | None = None
     steps: int | None = None
     group_size: int | None = None
@@ -165,7 +165,7 @@ class RealSettings:
         return int(load_config().get("max_turns", 4))
 
     def heldout_ids(self) -> list[str]:
-        return [f"synth-hotpotqa-{HELDOUT_BASE + i}" for i in range(self.heldout)]
+        return [f"synth-hotpotqa-{HELDOUT_BASE + HELDOUT_OFFSET + i}" for i in range(self.heldout)]
 
 
 # ---------------------------------------------------------------------------- one seed
@@ -381,7 +381,6 @@ def run_demo(settings: RealSettings) -> dict[str, Any]:
     output = Path(settings.output)
     output.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD)  # the seed processes'
     values = asdict(settings)
     done = {seed: finished_seed(settings, seed) for seed in settings.seeds}
     for seed in (s for s, result in done.items() if result is not None):
