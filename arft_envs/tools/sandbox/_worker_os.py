@@ -25,7 +25,9 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
 libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
 libc.free.argtypes, libc.free.restype = [ctypes.c_void_p], None
+libc.realloc.argtypes, libc.realloc.restype = [ctypes.c_void_p, ctypes.c_size_t], ctypes.c_void_p
 libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+libc.sbrk.argtypes, libc.sbrk.restype = [ctypes.c_ssize_t], ctypes.c_void_p
 
 
 def prctl(option: int, arg: int) -> None:
@@ -101,8 +103,8 @@ def keep_freed_memory() -> None:
 
 
 def advise_huge_pages(addr: int, n: int) -> bool:
-    """Ask for transparent huge pages on ``[addr, addr + n)`` (2 MiB-aligned, this process's
-    own heap); False if the kernel refuses."""
+    """Ask for transparent huge pages on ``[addr, addr + n)`` (this process's own heap,
+    2 MiB-aligned); False if the kernel refuses."""
     return libc.madvise(addr, n, MADV_HUGEPAGE) == 0
 
 
