@@ -260,7 +260,7 @@ def _fault_in_heap_until_request(request: select.poll, huge_pages: bool) -> None
     which keeps them (``keep_freed_memory``) for the code's first allocations.
 
     With huge pages (``huge_pages``: the host's THP setting is not ``never``) the block is
-    one huge page longer, so that ``_HEAP_BYTES`` of it, aligned and above what the heap had
+    two huge pages longer, so that ``_HEAP_BYTES`` of it, aligned and above what the heap had
     mapped (a 2 MiB range with any page mapped already cannot become a huge page), can be
     huge pages; malloc is then kept off the part below them. What is not faulted in by the
     time the request comes is faulted in by the code, still in huge pages (a fault that
@@ -269,11 +269,12 @@ def _fault_in_heap_until_request(request: select.poll, huge_pages: bool) -> None
     fixed: nothing about an earlier call reaches this process through it.
     """
     fresh = wos.libc.sbrk(0)  # the heap above this was never mapped (the template trimmed it)
-    block = wos.libc.malloc(_HEAP_BYTES + _HUGE_PAGE)
+    size = _HEAP_BYTES + 2 * _HUGE_PAGE
+    block = wos.libc.malloc(size)
     if not block:
         return
     huge = (max(block, fresh) + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
-    fits = huge + _HEAP_BYTES <= block + _HEAP_BYTES + _HUGE_PAGE
+    fits = huge + _HEAP_BYTES <= block + size
     if huge_pages and fits and wos.advise_huge_pages(huge, _HEAP_BYTES):
         steps = [(a, _HUGE_PAGE) for a in range(huge, huge + _HEAP_BYTES, _HUGE_PAGE)]
     else:
