@@ -220,15 +220,17 @@ class Trainer:
             )
         )
 
-    def run(self) -> None:
-        """RL steps from the current step to ``config.steps``."""
+    def run(self, until: int | None = None) -> None:
+        """RL steps from the current step to ``until`` (default and at most ``config.steps``);
+        a caller that checks the model between steps calls it again with a later ``until``."""
         cfg = self.config
         if not self._ready:
             self.setup()
         if self.train_model is None:
             self._prepare_rl()
+        end = cfg.steps if until is None else min(until, cfg.steps)
         bar = self.writer.progress(cfg.steps, self.step, self.algorithm.name)
-        while self.step < cfg.steps:
+        while self.step < end:
             step = self.step + 1
             metrics = self.train_step(step)
             self.step = step

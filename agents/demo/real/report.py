@@ -72,6 +72,13 @@ def print_summary(summary: dict) -> None:
                 + "".join(f"{seed['heldout'][p][mode]['f1']:>11.3f}" for p in PHASES)
                 + f"   {gain['gain']:+.3f} [{low:+.3f}, {high:+.3f}]"
             )
+    for seed in summary["seeds"]:
+        if seed.get("validation"):
+            curve = ", ".join(f"{c['step']}: {c['f1']:.3f}" for c in seed["validation"])
+            print(
+                f"seed {seed['seed']} kept GRPO step {seed['kept_step']} "
+                f"(validation F1 greedy by step: {curve})"
+            )
     for mode in MODES:
         gain = summary["grpo_minus_sft"][mode]
         low, high = gain["pooled_ci95"]

@@ -20,7 +20,7 @@ from agents.demo.real import (
     load_config,
     main,
 )
-from agents.demo.real.__main__ import SeedProcessDied, _run_side_by_side
+from agents.demo.real.__main__ import SeedProcessDied, _run_side_by_side, train_and_select
 from arft_envs.rewards import score_answer
 from arft_envs.tasks.search.styles import DatasetStyleSearch
 
@@ -120,6 +120,7 @@ def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path, capsys):
     flags = dict(
         output=tmp_path, seeds=0, parallel=1, heldout=1, eval_samples=1, steps=1,
         sft_steps=1, sft_episodes=2, sft_batch_size=2, group_size=2, groups_per_step=1,
+        validation=1,
     )  # fmt: skip
     argv = [f for key, value in flags.items() for f in ("--" + key.replace("_", "-"), str(value))]
     assert main(argv) == 0
@@ -143,6 +144,8 @@ def test_a_miniature_real_model_demo_writes_its_outputs(tmp_path, capsys):
     assert seed["episodes_per_eval"] == {"sampled": 1, "greedy": 1}
     assert seed["grpo_minus_sft"]["greedy"]["tasks"] == 1
     assert len(seed["train_rewards"]) == 1
+    # the one validation question scored the warm start and step 1; one of them was kept
+    assert [c["step"] for c in seed["validation"]] == [0, 1] and seed["kept_step"] in (0, 1)
     assert 0 < seed["trainable_weights"] < 134_600_000
     assert summary["grpo_minus_sft"]["sampled"]["seeds"] == 1
     assert summary["seconds"] > 0 and summary["peak_rss_mb"] > 0
@@ -169,3 +172,50 @@ def test_a_seed_process_that_ends_without_its_result_fails_the_run_and_names_it(
     settings = RealSettings(output=str(tmp_path), seeds=(0, 1), model="no/such/model.gguf")
     with pytest.raises(SeedProcessDied, match=r"seed [01]'s process ended with exit code 1"):
         _run_side_by_side(settings, [0, 1], workers=2)
+
+
+class _StepTrainer:
+    """A stand-in trainer whose one weight is its step count (a GRPO step: +1), so the model
+    left behind names the step it holds."""
+
+    def __init__(self):
+        import torch
+
+        self.policy = type("P", (), {})()
+        self.policy.model = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.zeros_(self.policy.model.weight)
+        self.step, self.runs = 0, []
+
+    def run(self, until=None):
+        self.runs.append(until)
+        end = 10 if until is None else until
+        with __import__("torch").no_grad():
+            self.policy.model.weight += end - self.step
+        self.step = end
+
+
+@pytest.mark.parametrize(
+    ("scores", "kept"),
+    [
+        ({0: 0.5, 4: 0.6, 8: 0.3, 10: 0.2}, 4),  # a collapse after step 4: step 4's model
+        ({0: 0.5, 4: 0.1, 8: 0.2, 10: 0.4}, 0),  # RL never beat the warm start: the warm start
+        ({0: 0.1, 4: 0.6, 8: 0.6, 10: 0.6}, 10),  # a tie: the later step
+    ],
+)
+def test_the_validation_questions_choose_the_step_a_seed_keeps(tmp_path, scores, kept):
+    settings = RealSettings(output=str(tmp_path), steps=10, validate_every=4, validation=8)
+    assert settings.checked_steps() == [0, 4, 8, 10]
+    trainer = _StepTrainer()
+
+    def score(label):  # the model's weight is the step it holds: score that step
+        return scores[int(trainer.policy.model.weight.item())]
+
+    out = train_and_select(trainer, settings, score, say=lambda text: None)
+    assert trainer.runs == [4, 8, 10]
+    assert out["kept_step"] == kept and trainer.policy.model.weight.item() == kept
+    assert out["validation"] == [{"step": s, "f1": v} for s, v in scores.items()]
+    # without validation questions: straight to the last step, which is kept
+    plain = _StepTrainer()
+    none = RealSettings(output=str(tmp_path), steps=10, validation=0)
+    out = train_and_select(plain, none, score, say=lambda text: None)
+    assert plain.runs == [None] and out == {"validation": [], "kept_step": 10}
