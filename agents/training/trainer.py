@@ -36,17 +36,13 @@ from agents.training.metrics import (
 )
 from agents.training.optim import attach_lora, make_optimizer, replan_lr
 from agents.training.run_dir import RunDir
+from agents.training.sampling import refill_groups
 from agents.training.warm_start import warm_start
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from agents.algorithms.base import Algorithm, Scores
-
-# A refill rollout r of a step resets its groups from rollout_seed(step) + r * REFILL_SEED_STRIDE:
-# far from every step's and process's own seeds, so a refill never replays a task of the run's
-# regular stream by construction of the seeds (only by chance of the env's task sampling).
-REFILL_SEED_STRIDE = 7_919_000_003
 
 
 class Trainer:
@@ -343,49 +339,26 @@ class Trainer:
     def dynamic_sampling(
         self, step: int, trajectories: list[Trajectory], clock: Clock
     ) -> list[Trajectory]:
-        """The groups the algorithm keeps (:meth:`Algorithm.keep_groups`), refilled by up to
-        ``max_refills`` extra rollouts of the missing number of groups; a batch still short
-        after them is completed with dropped groups, so that every process trains on exactly
-        ``groups_per_step`` groups (the same micro-batches, or DDP waits forever). Without a
-        filter the rollout passes through. Logs ``sampling/*`` in the step's metrics."""
-        algo = self.algorithm
-        keep = self._keep_groups(trajectories)
-        self._sampling_stats = {}
-        if keep is None:
-            return trajectories
+        """The groups the algorithm and the data filter keep, refilled by up to the
+        algorithm's ``max_refills`` extra rollouts (:func:`~agents.training.sampling.
+        refill_groups`); without a filter the rollout passes through. Its ``sampling/*``
+        statistics go into the step's metrics."""
         cfg = self.config
-        size, wanted = cfg.group_size, cfg.groups_per_step
-        groups = [trajectories[g * size : (g + 1) * size] for g in range(wanted)]
-        kept = [g for g, ok in zip(groups, keep, strict=True) if ok]
-        dropped = [g for g, ok in zip(groups, keep, strict=True) if not ok]
-        n_dropped = len(dropped)
-        refills = 0
-        max_refills = self.enhancements.max_refills(algo.max_refills)
-        while len(kept) < wanted and refills < max_refills:
-            refills += 1
-            seed = self.rollout_seed(step) + refills * REFILL_SEED_STRIDE
-            missing = wanted - len(kept)
+
+        def collect_more(seed: int, groups: int) -> list[Trajectory]:
             weights = generation_weights(self.accelerator, self.train_model)
             with torch.no_grad(), self.accelerator.autocast(), weights:
-                more = self._collect(derive(RolloutConfig, cfg, seed=seed), missing, clock)
-            more_groups = [more[g * size : (g + 1) * size] for g in range(missing)]
-            verdict = self._keep_groups(more)
-            for group, ok in zip(more_groups, verdict, strict=True):
-                (kept if ok else dropped).append(group)
-                n_dropped += not ok
-        filled = max(wanted - len(kept), 0)
-        batch_groups = (kept + dropped[:filled])[:wanted]
-        out: list[Trajectory] = []
-        for g, group in enumerate(batch_groups):
-            for t in group:
-                t.group = g
-                out.append(t)
-        self._sampling_stats = {
-            "sampling/dropped_groups": float(n_dropped),
-            "sampling/refill_rollouts": float(refills),
-            "sampling/filled_with_dropped": float(filled),
-            "sampling/kept_share": 1.0 - filled / wanted,
-        }
+                return self._collect(derive(RolloutConfig, cfg, seed=seed), groups, clock)
+
+        out, self._sampling_stats = refill_groups(
+            trajectories,
+            group_size=cfg.group_size,
+            groups=cfg.groups_per_step,
+            keep=self._keep_groups,
+            collect_more=collect_more,
+            max_refills=self.enhancements.max_refills(self.algorithm.max_refills),
+            seed=self.rollout_seed(step),
+        )
         return out
 
     # ------------------------------------------------------------------ the update
