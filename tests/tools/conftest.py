@@ -1,7 +1,9 @@
 """Shared sandboxes and host-side checks for the sandbox tests, offered as fixtures.
 
 Tests that need a level skip with the reason when that level cannot run on this machine.
-Set ``ARFT_REQUIRE_BWRAP=1`` (CI does) to turn a missing bwrap level into a failure instead.
+Set ``ARFT_REQUIRE_BWRAP=1`` or ``ARFT_REQUIRE_PROCESS=1`` (CI sets both, in both of its
+passes) to turn that level's absence into a failure instead: a skip there would hide the very
+run, the unprivileged host's, that the process level's promises are about.
 """
 
 from __future__ import annotations
@@ -38,9 +40,15 @@ def make_sandbox(level: str, **kwargs) -> Sandbox:
             warnings.simplefilter("ignore", SandboxWarning)
             return Sandbox(level=level, **kwargs)
     except SandboxError as e:
-        if level == "bwrap" and os.environ.get("ARFT_REQUIRE_BWRAP"):
-            pytest.fail(f"ARFT_REQUIRE_BWRAP is set but the bwrap level cannot run: {e}")
+        require_level(level, e)
         pytest.skip(f"the {level} sandbox level cannot run on this machine: {e}")
+
+
+def require_level(level: str, error: Exception) -> None:
+    """Fail (instead of skipping) when CI requires ``level`` and it cannot run."""
+    flag = f"ARFT_REQUIRE_{level.upper()}"
+    if os.environ.get(flag):
+        pytest.fail(f"{flag} is set but the {level} level cannot run: {error}")
 
 
 @pytest.fixture(scope="session")
