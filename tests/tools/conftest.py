@@ -40,15 +40,16 @@ def make_sandbox(level: str, **kwargs) -> Sandbox:
             warnings.simplefilter("ignore", SandboxWarning)
             return Sandbox(level=level, **kwargs)
     except SandboxError as e:
-        require_level(level, e)
+        flag = f"ARFT_REQUIRE_{level.upper()}"
+        if os.environ.get(flag):
+            pytest.fail(f"{flag} is set but the {level} level cannot run: {e}")
         pytest.skip(f"the {level} sandbox level cannot run on this machine: {e}")
 
 
-def require_level(level: str, error: Exception) -> None:
-    """Fail (instead of skipping) when CI requires ``level`` and it cannot run."""
-    flag = f"ARFT_REQUIRE_{level.upper()}"
-    if os.environ.get(flag):
-        pytest.fail(f"{flag} is set but the {level} level cannot run: {error}")
+@pytest.fixture(scope="session")
+def sandbox_maker():
+    """:func:`make_sandbox`, for a test that needs a sandbox of its own limits."""
+    return make_sandbox
 
 
 @pytest.fixture(scope="session")

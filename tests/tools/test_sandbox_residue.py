@@ -30,15 +30,13 @@ find them: every call's process is forked from a template that never held any ca
 from __future__ import annotations
 
 import json
-import os
 import random
-import warnings
 
 import gymnasium as gym
 import pytest
 
 import arft_envs  # noqa: F401 - registers the envs
-from arft_envs.tools.sandbox import Sandbox, SandboxError, SandboxLimits, SandboxWarning
+from arft_envs.tools.sandbox import SandboxLimits
 
 #: Room for the scan: reading a few hundred MiB of memory costs about a second of CPU.
 LIMITS = SandboxLimits(
@@ -379,16 +377,8 @@ def _leaks(scan: dict, tokens: dict[str, str]) -> dict[str, list[str]]:
 
 
 @pytest.fixture(params=["bwrap", "process"])
-def sb(request):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SandboxWarning)
-            sandbox = Sandbox(level=request.param, workers=1, limits=LIMITS)
-    except SandboxError as e:
-        flag = f"ARFT_REQUIRE_{request.param.upper()}"  # CI: a level it needs must run
-        if os.environ.get(flag):
-            pytest.fail(f"{flag} is set but the {request.param} level cannot run: {e}")
-        pytest.skip(f"the {request.param} level cannot run here: {e}")
+def sb(request, sandbox_maker):
+    sandbox = sandbox_maker(request.param, workers=1, limits=LIMITS)
     yield sandbox
     sandbox.close()
 

@@ -271,15 +271,16 @@ def run_seed(settings: RealSettings, seed: int) -> dict[str, Any]:
     tasks = settings.heldout_ids()
     say = _printer(seed, start)
     say(f"{settings.model}: training {trainable / 1e6:.1f}M of {total / 1e6:.1f}M weights")
+    # how every evaluation plays its episodes (held-out and validation alike)
+    played = dict(
+        env_kwargs=settings.env_kwargs(),
+        max_new_tokens=settings.max_new_tokens,
+        max_turns=settings.max_turns(),
+    )
 
     def measure(label: str) -> dict[str, Evaluation]:
         t = time.perf_counter()
-        common = dict(
-            env_kwargs=settings.env_kwargs(),
-            max_new_tokens=settings.max_new_tokens,
-            max_turns=settings.max_turns(),
-            seed=10_000 + seed,
-        )
+        common = dict(played, seed=10_000 + seed)
         out = {
             "sampled": evaluate(
                 trainer.policy,
@@ -310,12 +311,10 @@ def run_seed(settings: RealSettings, seed: int) -> dict[str, Any]:
         out = evaluate(
             trainer.policy,
             settings.validation_ids(),
-            env_kwargs=settings.env_kwargs(),
             temperature=0.0,
             samples=1,
-            max_new_tokens=settings.max_new_tokens,
-            max_turns=settings.max_turns(),
             seed=20_000 + seed,
+            **played,
         )
         say(
             f"validation {label:<8} F1 {out.f1:.3f} greedy, two searches {out.two_searches:.2f} "
